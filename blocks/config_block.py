@@ -1,0 +1,39 @@
+"""The Prefect block that stores a runner-cache configuration (secrets encrypted by Prefect)."""
+
+from __future__ import annotations
+
+from prefect.blocks.core import Block
+from pydantic import ValidationError
+
+from blocks.errors import ConfigError
+from blocks.settings import RunnerCacheSections, load_settings
+
+
+class RunnerCacheConfig(Block, RunnerCacheSections):
+    """Store connection, runner cache layout, release and GitLab settings, saved under a name.
+
+    Save one from the environment with ``runner-cache blocks save NAME``; flows take its name as ``config``.
+    """
+
+    _block_type_name = "Runner Cache Config"
+    _block_type_slug = "runner-cache-config"
+    _description = "GitLab Runner S3 cache: store, layout, Helm release and verification project."
+
+    @classmethod
+    def from_environment(cls) -> "RunnerCacheConfig":
+        """Build (unsaved) from ``RUNNER_CACHE_*``, ``.env`` and the TOML file."""
+        settings = load_settings()
+        try:
+            return cls(**{name: getattr(settings, name) for name in RunnerCacheSections.model_fields})
+        except ValidationError as error:
+            raise ConfigError.from_validation(error) from None
+
+
+def resolve_config(config: str | None) -> RunnerCacheSections:
+    """The saved block named ``config``, or the environment when ``config`` is empty."""
+    if not config:
+        return load_settings()
+    try:
+        return RunnerCacheConfig.load(config)
+    except ValueError as error:
+        raise ConfigError(f"no Runner Cache Config block named {config!r}: {error}") from None

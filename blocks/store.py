@@ -1,0 +1,185 @@
+"""Connection settings of the S3-compatible store and of the backend that provisions it."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import certifi
+import urllib3
+from minio import Minio
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+
+from blocks.errors import ConfigError
+
+# Upstream MinIO stopped publishing images in Oct 2025; this is a community rebuild of the last release
+# (RELEASE.2025-10-15T17-29-55Z, which fixes CVE-2025-62506), pinned by digest. See docs/decisions.md.
+DEFAULT_MINIO_IMAGE = (
+    "ghcr.io/coollabsio/minio:RELEASE.2025-10-15T17-29-55Z"
+    "@sha256:69b55a1c1c5dc285ce04db96689f5b2102317fc77a50680a1874ca6efd1c87f9"
+)
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def default_state_dir() -> Path:
+    """Where the local store keeps its data, pid and generated credentials (XDG data dir)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "runner-cache"
+
+
+class DockerStoreSettings(BaseModel):
+    """The ``docker`` backend: a MinIO container managed through the Docker Engine API."""
+
+    image: str = Field(DEFAULT_MINIO_IMAGE, description="MinIO image; pin it by digest.")
+    container_name: str = "runner-cache-minio"
+    volume: str = Field("runner-cache-minio-data", description="A named volume, or an absolute host path.")
+    host: str | None = Field(None, description="Docker Engine URL; defaults to DOCKER_HOST / the local socket.")
+    timeout: float = Field(30.0, gt=0, description="Seconds for each Engine API call.")
+
+
+class KubeStoreSettings(BaseModel):
+    """The ``kubernetes`` backend: MinIO inside the cluster."""
+
+    namespace: str = "runner-cache"
+    name: str = "runner-cache-minio"
+    image: str = DEFAULT_MINIO_IMAGE
+    storage_size: str = "10Gi"
+    storage_class: str | None = None
+
+
+class StoreSettings(BaseModel):
+    """The S3 endpoint the runner's cache lives in, its credentials, and how to provision it."""
+
+    backend: Literal["local", "docker", "kubernetes", "external"] = "local"
+    endpoint: str = Field("http://127.0.0.1:9000", description="URL with scheme; http:// means the runner's Insecure=true.")
+    access_key: SecretStr | None = Field(None, description="Generated for the local backend when unset.")
+    secret_key: SecretStr | None = Field(None, description="Generated for the local backend when unset.")
+    bucket: str = "runner"
+    region: str = "us-east-1"
+    state_dir: Path = Field(default_factory=default_state_dir, description="Local backend: data, pid, credentials.")
+    ready_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a provisioned store to answer.")
+    docker: DockerStoreSettings = DockerStoreSettings()
+    kubernetes: KubeStoreSettings = KubeStoreSettings()
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or "://" not in value:
+            raise ValueError("must be a URL with scheme, e.g. http://127.0.0.1:9000 or https://minio.example.com")
+        if not parts.hostname:
+            raise ValueError("has no host")
+        if parts.path not in {"", "/"} or parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must be scheme://host[:port] only (no path, query or credentials)")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        return value.rstrip("/")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_follows_s3_rules(cls, value: str) -> str:
+        if not _BUCKET.match(value):
+            raise ValueError("must be 3-63 characters of a-z, 0-9, '.', '-', starting and ending with a letter or digit")
+        if ".." in value or ".-" in value or "-." in value:
+            raise ValueError("must not contain '..', '.-' or '-.'")
+        if value.startswith(("xn--", "sthree-")) or value.endswith(("-s3alias", "--ol-s3")):
+            raise ValueError("uses a prefix or suffix S3 reserves")
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            return value
+        raise ValueError("must not look like an IP address")
+
+    @field_validator("access_key")
+    @classmethod
+    def _access_key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 3:
+            raise ValueError("must be at least 3 characters (MinIO's minimum)")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 8:
+            raise ValueError("must be at least 8 characters (MinIO's minimum)")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_present(self) -> "StoreSettings":
+        if self.backend != "local" and (self.access_key is None or self.secret_key is None):
+            raise ValueError(f"the {self.backend} backend needs access_key and secret_key")
+        if (self.access_key is None) != (self.secret_key is None):
+            raise ValueError("set both access_key and secret_key, or neither (local backend generates them)")
+        return self
+
+    @property
+    def secure(self) -> bool:
+        """TLS or not, from the endpoint's scheme; the runner's ``Insecure`` is its negation."""
+        return urlsplit(self.endpoint).scheme == "https"
+
+    @property
+    def server_address(self) -> str:
+        """``host:port`` as the runner's ``ServerAddress`` wants it (no scheme)."""
+        return urlsplit(self.endpoint).netloc
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.endpoint)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    def credentials(self, *, create: bool = False) -> tuple[SecretStr, SecretStr]:
+        """Configured credentials, or the local store's generated ones (made on first use when ``create``)."""
+        if self.access_key is not None and self.secret_key is not None:
+            return self.access_key, self.secret_key
+        found = local_credentials(self.state_dir, create=create)
+        if found is None:
+            raise ConfigError(
+                f"the local store has no credentials yet (none in {self.state_dir}): run `runner-cache setup` first, "
+                "or set RUNNER_CACHE_STORE__ACCESS_KEY and RUNNER_CACHE_STORE__SECRET_KEY"
+            )
+        return found
+
+    def client(
+        self, *, pool_size: int = 10, connect_timeout: float = 5.0, read_timeout: float = 60.0, retries: int = 3
+    ) -> Minio:
+        """An S3 client for this store with bounded timeouts; urllib3 retries 5xx answers ``retries`` times."""
+        access, secret = self.credentials()
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            maxsize=pool_size,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(total=retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        )
+        return Minio(
+            self.server_address,
+            access_key=access.get_secret_value(),
+            secret_key=secret.get_secret_value(),
+            secure=self.secure,
+            region=self.region,
+            http_client=http,
+        )
+
+
+def local_credentials(state_dir: Path, *, create: bool) -> tuple[SecretStr, SecretStr] | None:
+    """The local store's generated credentials, kept 0600 in its state dir; made once when ``create``."""
+    file = state_dir / "credentials.json"
+    if file.is_file():
+        data = json.loads(file.read_text())
+        return SecretStr(data["access_key"]), SecretStr(data["secret_key"])
+    if not create:
+        return None
+    state_dir.mkdir(parents=True, exist_ok=True)
+    data = {"access_key": "runner-cache-" + secrets.token_hex(4), "secret_key": secrets.token_urlsafe(30)}
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    return SecretStr(data["access_key"]), SecretStr(data["secret_key"])

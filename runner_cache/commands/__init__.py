@@ -1,0 +1,1 @@
+"""One module per ``runner-cache`` sub-command; each exposes ``register(subparsers)``."""
