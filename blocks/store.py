@@ -152,11 +152,10 @@ class StoreSettings(BaseModel):
     ) -> Minio:
         """An S3 client for this store with bounded timeouts; urllib3 retries 5xx answers ``retries`` times."""
         access, secret = self.credentials()
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            maxsize=pool_size,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        http = http_pool(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            pool_size=pool_size,
             retries=urllib3.Retry(total=retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
         )
         return Minio(
@@ -167,6 +166,19 @@ class StoreSettings(BaseModel):
             region=self.region,
             http_client=http,
         )
+
+
+def http_pool(
+    *, connect_timeout: float = 5.0, read_timeout: float = 30.0, pool_size: int = 10, retries: urllib3.Retry | bool = False
+) -> urllib3.PoolManager:
+    """HTTP connections to the store: bounded timeouts, verified TLS (``SSL_CERT_FILE`` or certifi's bundle)."""
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+        maxsize=pool_size,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=retries,
+    )
 
 
 def local_credentials(state_dir: Path, *, create: bool) -> tuple[SecretStr, SecretStr] | None:

@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from blocks.errors import ConfigError
-from runner_cache.commands import blocks, setup, store
+from runner_cache.commands import blocks, history, setup, store
 
-COMMANDS = (setup, store, blocks)
+COMMANDS = (setup, store, blocks, history)
 
 
 def build_parser() -> argparse.ArgumentParser:

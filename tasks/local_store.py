@@ -224,3 +224,13 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def plan_local_store(store: StoreSettings) -> StepResult:
+    """What :func:`ensure_local_store` would do, without starting or stopping anything."""
+    _validate(store)
+    current = state(store)
+    if current.running:
+        return StepResult(step="store", status="unchanged", detail=f"the local store is running at {store.endpoint} (pid {current.pid})")
+    verb = "restart the stopped local store (data kept)" if current.data_dir.is_dir() else "start a local store"
+    return StepResult(step="store", status="planned", detail=f"would {verb} at {store.endpoint}")
