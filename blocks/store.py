@@ -36,11 +36,60 @@ def default_state_dir() -> Path:
 class DockerStoreSettings(BaseModel):
     """The ``docker`` backend: a MinIO container managed through the Docker Engine API."""
 
-    image: str = Field(DEFAULT_MINIO_IMAGE, description="MinIO image; pin it by digest.")
+    image: str = Field(DEFAULT_MINIO_IMAGE, min_length=1, description="MinIO image; pin it by digest.")
     container_name: str = "runner-cache-minio"
     volume: str = Field("runner-cache-minio-data", description="A named volume, or an absolute host path.")
     host: str | None = Field(None, description="Docker Engine URL; defaults to DOCKER_HOST / the local socket.")
+    api_version: str = Field(
+        "1.44",
+        description="Engine API version spoken: 1.44 needs Docker Engine 25 or later (Docker 29 accepts no older); "
+        "set 1.41 for Docker 20.10, or 'auto' to ask the engine.",
+    )
     timeout: float = Field(30.0, gt=0, description="Seconds for each Engine API call.")
+
+    @staticmethod
+    def _is_docker_name(value: str) -> bool:
+        """Docker's rule for container and volume names."""
+        return re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", value) is not None
+
+    @field_validator("image")
+    @classmethod
+    def _image_is_one_reference(cls, value: str) -> str:
+        if any(char.isspace() for char in value):
+            raise ValueError("must be one image reference without spaces, e.g. minio/minio:TAG@sha256:DIGEST")
+        return value
+
+    @field_validator("container_name")
+    @classmethod
+    def _container_name_follows_docker_rules(cls, value: str) -> str:
+        if not cls._is_docker_name(value):
+            raise ValueError("must be 2+ characters of a-z, A-Z, 0-9, '_', '.', '-', starting with a letter or digit")
+        return value
+
+    @field_validator("volume")
+    @classmethod
+    def _volume_is_a_name_or_absolute_path(cls, value: str) -> str:
+        if value.startswith("/"):
+            if ":" in value or "," in value:
+                raise ValueError("a host path must not contain ':' or ','")
+            return value
+        if not cls._is_docker_name(value):
+            raise ValueError("must be a volume name (a-z, A-Z, 0-9, '_', '.', '-') or an absolute host path")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_an_engine_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")):
+            raise ValueError("must be an engine URL such as unix:///var/run/docker.sock or tcp://host:2376")
+        return value
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version_is_pinned_or_auto(cls, value: str) -> str:
+        if value != "auto" and not re.fullmatch(r"1\.\d{2}", value):
+            raise ValueError("must be an Engine API version such as 1.44, or 'auto'")
+        return value
 
 
 class KubeStoreSettings(BaseModel):

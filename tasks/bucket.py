@@ -54,11 +54,11 @@ def _deletion_warnings(client: Minio, bucket: str) -> list[str]:
         if error.code not in {"ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration", "NotImplemented"}:
             raise
     else:
-        if lock.mode is not None:
-            warnings.append(
-                f"object lock ({lock.mode}) is on: locked cache objects cannot be deleted until their retention ends; "
-                "use a bucket without object lock for the runner cache"
-            )
+        retention = f"default retention {lock.mode} {lock.duration}" if lock.mode else "no default retention"
+        warnings.append(
+            f"object lock is enabled ({retention}): locked cache objects cannot be deleted until their retention "
+            "ends; use a bucket without object lock for the runner cache"
+        )
     return warnings
 
 

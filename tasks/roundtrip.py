@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import secrets
 import zipfile
 from datetime import timedelta
@@ -40,6 +41,12 @@ def _request(http: urllib3.PoolManager, method: str, url: str, **kwargs: object)
         raise StoreUnreachable(f"{method} of the test object failed: {type(error).__name__}") from None
 
 
+def _s3_code(body: bytes) -> str:
+    """The ``<Code>`` of an S3 error document, for a reason people can act on."""
+    match = re.search(rb"<Code>([A-Za-z]+)</Code>", body)
+    return f" ({match.group(1).decode()})" if match else ""
+
+
 def _archive(nonce: str) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -64,12 +71,12 @@ def roundtrip_check(store: StoreSettings, cache: CacheSettings) -> StepResult:
         put_url = client.presigned_put_object(store.bucket, target.object_name, expires=timedelta(minutes=5))
         response = _request(http, "PUT", put_url, body=body, headers={"Content-Type": "application/zip"})
         if response.status != 200:
-            raise RoundTripFailed(f"upload to the presigned URL answered HTTP {response.status}")
+            raise RoundTripFailed(f"upload to the presigned URL answered HTTP {response.status}{_s3_code(response.data)}")
         try:
             get_url = client.presigned_get_object(store.bucket, target.object_name, expires=timedelta(minutes=5))
             response = _request(http, "GET", get_url)
             if response.status != 200:
-                raise RoundTripFailed(f"download from the presigned URL answered HTTP {response.status}")
+                raise RoundTripFailed(f"download from the presigned URL answered HTTP {response.status}{_s3_code(response.data)}")
             if hashlib.sha256(response.data).digest() != hashlib.sha256(body).digest():
                 raise RoundTripFailed(f"read back {len(response.data)} bytes that differ from the {len(body)} written")
             with zipfile.ZipFile(io.BytesIO(response.data)) as archive:

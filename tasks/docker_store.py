@@ -1,0 +1,461 @@
+"""The ``docker`` backend: one MinIO container managed through the Docker Engine API (docker SDK).
+
+The container runs ``server /data`` with ``restart=always``, keeps its data in a named volume or a host
+directory (``store.docker.volume``), and gets the root credentials as ``MINIO_ROOT_USER`` /
+``MINIO_ROOT_PASSWORD`` plus ``MINIO_SITE_REGION`` (current MinIO ignores the legacy ``MINIO_REGION_NAME``),
+so that signatures and bucket locations use the configured region, like the runner's ``BucketLocation``.
+
+MinIO's port 9000 is published on the endpoint's port. When the endpoint's host is a loopback address
+(``localhost``, ``127.x``, ``::1``) the port is bound to that loopback address only, as the endpoint says
+nobody else needs it; for any other host it is bound to ``0.0.0.0``, because runner pods on other machines
+reach it by a name or address that need not belong to an interface of the engine's host (DNS, NAT).
+
+Labels on the container record what it was made from: each setting (the credentials only as a salted
+PBKDF2 hash) and a hash of the whole definition. Same definition: nothing to do. A different one: the
+new image is pulled first, then the container is stopped, removed and created again on the same volume,
+so the data is kept and the step names what drifted.
+
+Errors: an engine that cannot be reached, or answers the first request with a server error, raises
+:class:`DockerEngineUnreachable`; anything the engine refuses later raises :class:`DockerStoreError`.
+Both are :class:`ConfigError` on purpose, not ``ConnectionError``: ``tasks.s3.is_transient`` must not
+retry them, since an engine that is not running stays down for the seconds retries last, and the fix
+(start Docker, point ``RUNNER_CACHE_STORE__DOCKER__HOST`` at it, free a port) is the user's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import docker
+from docker.errors import APIError, DockerException, NotFound
+from docker.models.containers import Container
+from docker.utils import parse_repository_tag
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+from requests.exceptions import RequestException
+
+from blocks.errors import ConfigError
+from blocks.store import StoreSettings
+from tasks.report import StepResult, timed
+from tasks.s3 import StoreUnreachable, wait_until_ready
+
+LABEL = "io.runner-cache."
+COMMAND = ["server", "/data"]
+DATA_DIR = "/data"
+MINIO_PORT = "9000/tcp"
+STOP_SECONDS = 10
+_PBKDF2_ROUNDS = 100_000
+T = TypeVar("T")
+_REGION = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]+$")  # MinIO refuses to start with any other region name
+# What each per-setting label means to a user, in the order a drift is reported.
+_DRIFT_NAMES = {"image": "image", "published": "published port", "volume": "data volume", "region": "region", "credentials": "credentials"}
+
+
+class DockerEngineUnreachable(ConfigError):
+    """The Docker Engine did not answer: not running, another host or socket, or no permission on it."""
+
+
+class DockerStoreError(ConfigError):
+    """The Docker Engine answered but refused a step (pull, create, start…); the engine's reason is kept."""
+
+
+@dataclass(frozen=True)
+class MinioSpec:
+    """Everything the container is made from; ``credentials`` is a salted hash, never the credentials."""
+
+    image: str
+    host_ip: str
+    port: int
+    volume: str
+    region: str
+    credentials: str
+
+    @property
+    def published(self) -> str:
+        host = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
+        return f"{host}:{self.port}"
+
+    def digest(self) -> str:
+        """A hash of the whole definition, so that a change of command or environment is drift too."""
+        definition = {
+            "image": self.image,
+            "command": COMMAND,
+            "ports": {MINIO_PORT: [self.host_ip, self.port]},
+            "mount": [self.volume, DATA_DIR],
+            "env": {"MINIO_SITE_REGION": self.region, "MINIO_ROOT_USER": "*", "MINIO_ROOT_PASSWORD": "*"},
+            "credentials": self.credentials,
+            "restart": "always",
+        }
+        return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+    def labels(self) -> dict[str, str]:
+        return {
+            LABEL + "managed-by": "runner-cache",
+            LABEL + "spec": self.digest(),
+            LABEL + "image": self.image,
+            LABEL + "published": self.published,
+            LABEL + "volume": self.volume,
+            LABEL + "region": self.region,
+            LABEL + "credentials": self.credentials,
+        }
+
+    def drift(self, labels: dict[str, str]) -> list[str]:
+        """What differs from a container with these ``labels``, in words; empty when it matches."""
+        if labels.get(LABEL + "spec") == self.digest():
+            return []
+        mine = self.labels()
+        named = [words for key, words in _DRIFT_NAMES.items() if labels.get(LABEL + key) != mine[LABEL + key]]
+        return named or ["container definition (made by another runner-cache version)"]
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The run's logger inside a flow or task run (its lines reach the Prefect UI), else this module's."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def bind_address(store: StoreSettings) -> str:
+    """Where the published port listens: the loopback address of a loopback endpoint, else every interface."""
+    host = urlsplit(store.endpoint).hostname or ""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "0.0.0.0"
+    return str(address) if address.is_loopback else "0.0.0.0"
+
+
+def _credentials_hash(store: StoreSettings, salt: str) -> str:
+    access, secret = store.credentials()
+    material = f"{access.get_secret_value()}\0{secret.get_secret_value()}".encode()
+    return f"pbkdf2-sha256${salt}${hashlib.pbkdf2_hmac('sha256', material, salt.encode(), _PBKDF2_ROUNDS).hex()}"
+
+
+def _spec(store: StoreSettings, labels: dict[str, str]) -> MinioSpec:
+    """The wanted spec; the credentials are hashed with the existing container's salt so that they compare."""
+    previous = labels.get(LABEL + "credentials", "").split("$")
+    salt = previous[1] if len(previous) == 3 else secrets.token_hex(16)
+    return MinioSpec(
+        image=store.docker.image,
+        host_ip=bind_address(store),
+        port=store.port,
+        volume=store.docker.volume,
+        region=store.region,
+        credentials=_credentials_hash(store, salt),
+    )
+
+
+def _validate(store: StoreSettings) -> None:
+    if store.backend != "docker":
+        raise ConfigError(f"the docker backend was asked to manage a {store.backend!r} store")
+    if store.secure:
+        raise ConfigError(
+            "the docker backend serves MinIO over plain HTTP: use an http:// RUNNER_CACHE_STORE__ENDPOINT "
+            "(or put TLS in front of it and use the external backend)"
+        )
+    if not _REGION.match(store.region):
+        raise ConfigError("RUNNER_CACHE_STORE__REGION must be a simple name such as us-east-1 for MinIO")
+
+
+def engine_address(store: StoreSettings) -> str:
+    """Where the engine is looked for, in the words of the settings that chose it."""
+    if store.docker.host:
+        return store.docker.host
+    if os.environ.get("DOCKER_HOST"):
+        return f"{os.environ['DOCKER_HOST']} (DOCKER_HOST)"
+    return "the default Docker socket or context"
+
+
+def _scrub(text: str, store: StoreSettings) -> str:
+    """An engine message may quote the request (an invalid environment entry, say): blank the credentials."""
+    for secret in store.credentials():
+        text = text.replace(secret.get_secret_value(), "***")
+    return text
+
+
+def _api_error(error: APIError, store: StoreSettings, doing: str) -> ConfigError:
+    explanation = _scrub(str(error.explanation or error), store)
+    if "client version" in explanation:
+        return DockerStoreError(
+            f"the Docker Engine at {engine_address(store)} does not speak API version {store.docker.api_version} "
+            f"({explanation}): set RUNNER_CACHE_STORE__DOCKER__API_VERSION to one it supports, or to 'auto'"
+        )
+    return DockerStoreError(f"the Docker Engine could not {doing}: {explanation}")
+
+
+@contextmanager
+def _engine(store: StoreSettings) -> Iterator[docker.DockerClient]:
+    """A client that has answered a ping; every failure leaves as one of this module's plain errors."""
+    where = engine_address(store)
+    hint = "start Docker, or point RUNNER_CACHE_STORE__DOCKER__HOST (or DOCKER_HOST) at a running engine"
+    environment = {**os.environ, **({"DOCKER_HOST": store.docker.host} if store.docker.host else {})}
+    try:
+        client = docker.DockerClient.from_env(
+            version=store.docker.api_version, timeout=store.docker.timeout, environment=environment
+        )
+        client.ping()
+    except APIError as error:
+        if error.status_code is not None and error.status_code >= 500:
+            raise DockerEngineUnreachable(
+                f"the Docker Engine at {where} answered HTTP {error.status_code} ({_scrub(str(error.explanation), store)}): {hint}"
+            ) from None
+        raise _api_error(error, store, "answer a ping") from None
+    except (DockerException, RequestException) as error:
+        raise DockerEngineUnreachable(f"the Docker Engine at {where} is not reachable ({_reason(error)}): {hint}") from None
+    try:
+        yield client
+    except (DockerException, RequestException) as error:
+        raise DockerEngineUnreachable(f"the Docker Engine at {where} stopped answering ({_reason(error)}): {hint}") from None
+    finally:
+        client.close()
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause in a few words (requests wraps urllib3 wraps the socket error)."""
+    cause: BaseException = error
+    while cause.__context__ is not None and cause.__context__ is not cause:
+        cause = cause.__context__
+    text = str(cause.args[-1] if isinstance(cause, OSError) and cause.args else cause)
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
+@contextmanager
+def _refused(store: StoreSettings, doing: str) -> Iterator[None]:
+    """Turn the engine's refusal of one step into a :class:`DockerStoreError` that names the step."""
+    try:
+        yield
+    except APIError as error:
+        raise _api_error(error, store, doing) from None
+
+
+def _get(store: StoreSettings, doing: str, getter: Callable[[str], T], name: str) -> T | None:
+    """One lookup by name: the object, or None when the engine has none by that name."""
+    with _refused(store, doing):
+        try:
+            return getter(name)
+        except NotFound:
+            return None
+
+
+def _find(client: docker.DockerClient, store: StoreSettings) -> Container | None:
+    """Our container, or None; a container of that name that runner-cache did not make is left alone."""
+    name = store.docker.container_name
+    container = _get(store, f"inspect container {name}", client.containers.get, name)
+    if container is not None and container.labels.get(LABEL + "managed-by") != "runner-cache":
+        raise DockerStoreError(
+            f"a container named {name} exists that runner-cache did not create; remove it or choose another "
+            "RUNNER_CACHE_STORE__DOCKER__CONTAINER_NAME"
+        )
+    return container
+
+
+def _ensure_image(client: docker.DockerClient, store: StoreSettings) -> bool:
+    """Pull the image unless the engine has it; True when pulled. Errors inside the pull stream count too."""
+    image = store.docker.image
+    if _get(store, f"inspect image {image}", client.images.get, image) is not None:
+        return False
+    _logger().info("pulling %s: the engine does not have it yet", image)
+    repository, tag = parse_repository_tag(image)
+    with _refused(store, f"pull {image}"):
+        for line in client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+            if "error" in line:
+                raise DockerStoreError(f"the Docker Engine could not pull {image}: {_scrub(str(line['error']), store)}")
+    return True
+
+
+def _ensure_volume(client: docker.DockerClient, store: StoreSettings) -> bool:
+    """Create the named volume (labelled as ours) when missing; True when created. Host paths need nothing."""
+    name = store.docker.volume
+    if name.startswith("/") or _get(store, f"inspect volume {name}", client.volumes.get, name) is not None:
+        return False
+    with _refused(store, f"create volume {name}"):
+        client.volumes.create(name=name, labels={LABEL + "managed-by": "runner-cache"})
+    return True
+
+
+def _create(client: docker.DockerClient, store: StoreSettings, spec: MinioSpec) -> Container:
+    access, secret = store.credentials()
+    name = store.docker.container_name
+    with _refused(store, f"create container {name}"):
+        container = client.containers.create(
+            spec.image,
+            COMMAND,
+            name=name,
+            environment={
+                "MINIO_ROOT_USER": access.get_secret_value(),
+                "MINIO_ROOT_PASSWORD": secret.get_secret_value(),
+                "MINIO_SITE_REGION": spec.region,
+            },
+            labels=spec.labels(),
+            ports={MINIO_PORT: (spec.host_ip, spec.port)},
+            volumes={spec.volume: {"bind": DATA_DIR, "mode": "rw"}},
+            restart_policy={"Name": "always"},
+        )
+    _start(container, store)
+    return container
+
+
+def _start(container: Container, store: StoreSettings) -> None:
+    with _refused(store, f"start container {container.name}"):
+        container.start()
+
+
+def _stop_and_remove(container: Container, store: StoreSettings) -> None:
+    with _refused(store, f"stop container {container.name}"):
+        container.stop(timeout=STOP_SECONDS)
+    with _refused(store, f"remove container {container.name}"):
+        container.remove()
+
+
+def _volume_words(store: StoreSettings) -> str:
+    volume = store.docker.volume
+    return f"host directory {volume}" if volume.startswith("/") else f"volume {volume}"
+
+
+def _is_up(container: Container) -> bool:
+    return container.status in {"running", "restarting"}
+
+
+def ensure_docker_store(store: StoreSettings) -> StepResult:
+    """Create, start or recreate the MinIO container as needed, then wait until it accepts signed requests."""
+    _validate(store)
+    log, name = _logger(), store.docker.container_name
+    with timed() as timer:
+        with _engine(store) as client:
+            container = _find(client, store)
+            spec = _spec(store, container.labels if container else {})
+            drift = spec.drift(container.labels) if container else []
+            pulled = created_volume = False
+            if container is None or drift:
+                pulled = _ensure_image(client, store)  # before any stop: a failed pull leaves the old store running
+                created_volume = _ensure_volume(client, store)
+            status, data_words = "changed", f"data in {_volume_words(store)}"
+            if container is None:
+                log.info("creating container %s from %s, publishing %s", name, spec.image, spec.published)
+                container = _create(client, store, spec)
+                action = f"created and started container {name} publishing {spec.published}"
+            elif drift:
+                log.info("recreating container %s: its %s changed; %s is kept", name, ", ".join(drift), data_words)
+                _stop_and_remove(container, store)
+                container = _create(client, store, spec)
+                action, data_words = f"recreated container {name} because its {', '.join(drift)} changed", data_words + " kept"
+            elif not _is_up(container):
+                log.info("starting container %s: it was %s", name, container.status)
+                _start(container, store)
+                action, data_words = f"started the stopped container {name} (it was {container.status})", data_words + " kept"
+            else:
+                status, action = "unchanged", f"container {name} runs as configured"
+            extras = [f"pulled {spec.image}"] * pulled + [f"created volume {store.docker.volume}"] * created_volume
+            container_id = container.id
+        try:
+            wait_until_ready(store)
+        except StoreUnreachable as error:
+            raise StoreUnreachable(f"{error}; see `docker logs {name}` on the engine's host") from None
+    return StepResult(
+        step="store",
+        status=status,
+        detail="; ".join([f"{action}, serving {store.endpoint}", data_words, *extras]),
+        seconds=timer.seconds,
+        data={
+            "backend": "docker",
+            "endpoint": store.endpoint,
+            "container": name,
+            "container_id": container_id[:12],
+            "image": spec.image,
+            "published": spec.published,
+            "volume": store.docker.volume,
+            "drift": drift,
+            "pulled": pulled,
+        },
+    )
+
+
+def plan_docker_store(store: StoreSettings) -> StepResult:
+    """What :func:`ensure_docker_store` would do, reading the engine only (no pull, create, start or stop)."""
+    _validate(store)
+    name = store.docker.container_name
+    with _engine(store) as client:
+        container = _find(client, store)
+        if container is None:
+            return StepResult(step="store", status="planned", detail=f"would create and start container {name} serving {store.endpoint}")
+        drift = _spec(store, container.labels).drift(container.labels)
+    if drift:
+        detail = f"would recreate container {name} because its {', '.join(drift)} changed (data in {_volume_words(store)} kept)"
+        return StepResult(step="store", status="planned", detail=detail, data={"drift": drift})
+    if not _is_up(container):
+        return StepResult(step="store", status="planned", detail=f"would start the stopped container {name} ({container.status})")
+    return StepResult(step="store", status="unchanged", detail=f"container {name} runs as configured at {store.endpoint}")
+
+
+def stop_docker_store(store: StoreSettings, *, dry_run: bool = False) -> StepResult:
+    """Stop and remove the container, keeping the data; ``runner-cache setup`` creates it again.
+
+    Removing rather than only stopping it is deliberate: with ``restart=always`` the engine would start a
+    merely stopped container again on its next restart.
+    """
+    _validate(store)
+    name = store.docker.container_name
+    with timed() as timer, _engine(store) as client:
+        container = _find(client, store)
+        if container is None:
+            return StepResult(step="store", status="unchanged", detail=f"no container {name}: nothing to stop")
+        words = f"container {name} ({container.status})"
+        if dry_run:
+            return StepResult(
+                step="store", status="planned", detail=f"would stop and remove {words}; data in {_volume_words(store)} would be kept"
+            )
+        _logger().info("stopping and removing %s; data in %s is kept", words, _volume_words(store))
+        _stop_and_remove(container, store)
+    return StepResult(
+        step="store",
+        status="changed",
+        detail=f"stopped and removed {words}; data kept in {_volume_words(store)}",
+        seconds=timer.seconds,
+        data={"container": name, "container_id": container.id[:12], "volume": store.docker.volume},
+    )
+
+
+def docker_store_status(store: StoreSettings) -> dict:
+    """The container as the engine sees it, for ``runner-cache store status``; an unreachable engine is a status."""
+    _validate(store)
+    status: dict = {
+        "backend": "docker",
+        "engine": engine_address(store),
+        "engine_reachable": True,
+        "endpoint": store.endpoint,
+        "container": store.docker.container_name,
+        "exists": False,
+        "running": False,
+        "volume": store.docker.volume,
+    }
+    try:
+        with _engine(store) as client:
+            container = _find(client, store)
+            if container is not None:
+                labels = container.labels
+                status.update(
+                    exists=True,
+                    running=_is_up(container),
+                    state=container.status,
+                    id=container.id[:12],
+                    image=labels.get(LABEL + "image"),
+                    published=labels.get(LABEL + "published"),
+                    drift=_spec(store, labels).drift(labels),
+                )
+    except DockerEngineUnreachable as error:
+        status.update(engine_reachable=False, error=str(error))
+    return status

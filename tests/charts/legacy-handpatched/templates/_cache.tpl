@@ -1,0 +1,24 @@
+{{/* Distributed cache settings for the runner, as CACHE_* environment variables. */}}
+{{/* Hand-edited (2020): "s3CacheInsecure: false did not work", so the if-block around CACHE_S3_INSECURE was replaced. */}}
+{{- define "gitlab-runner.cache" }}
+{{-   if .Values.runners.cache.cacheType }}
+- name: CACHE_TYPE
+  value: {{ default "" .Values.runners.cache.cacheType | quote }}
+- name: CACHE_PATH
+  value: {{ coalesce .Values.runners.cache.cachePath .Values.runners.cache.s3CachePath | default "" | quote }}
+{{-     if .Values.runners.cache.cacheShared }}
+- name: CACHE_SHARED
+  value: "true"
+{{-     end }}
+{{-     if eq .Values.runners.cache.cacheType "s3" }}
+- name: CACHE_S3_SERVER_ADDRESS
+  value: {{ include "gitlab-runner.cache.s3ServerAddress" . }}
+- name: CACHE_S3_BUCKET_NAME
+  value: {{ default "" .Values.runners.cache.s3BucketName | quote }}
+- name: CACHE_S3_BUCKET_LOCATION
+  value: {{ default "" .Values.runners.cache.s3BucketLocation | quote }}
+- name: CACHE_S3_INSECURE
+  value: {{ default "" .Values.runners.cache.s3CacheInsecure | quote }}
+{{-     end }}
+{{-   end }}
+{{- end -}}
