@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
+from prefect.states import Failed, State
 from pydantic import BaseModel, Field
+
+from blocks.store import StoreSettings
 
 Status = Literal["changed", "unchanged", "skipped", "failed", "planned"]
 
@@ -64,3 +70,49 @@ def steps_markdown(title: str, steps: list[StepResult]) -> str:
         [[step.step, step.status, step.detail, f"{step.seconds:.2f}"] for step in steps],
     )
     return f"# {title}\n\n{verdict}\n\n{table}\n"
+
+
+def bucket_resource(store: StoreSettings) -> dict[str, str]:
+    """The event resource for a bucket: flows acting on the same bucket share it."""
+    return {"prefect.resource.id": f"runner-cache.bucket.{store.bucket}", "prefect.resource.name": store.bucket, "endpoint": store.endpoint}
+
+
+def run_steps(steps: list[StepResult], actions: list[tuple[str, Callable[[], StepResult]]]) -> Exception | None:
+    """Run named ``actions`` in order until one fails; the failure becomes a step with its reason."""
+    logger = get_run_logger()
+    for name, action in actions:
+        try:
+            result = action()
+        except Exception as error:
+            logger.error("%s failed: %s", name, error)
+            steps.append(StepResult(step=name, status="failed", detail=f"{type(error).__name__}: {error}"))
+            return error
+        logger.info("%s %s: %s", result.step, result.status, result.detail)
+        steps.append(result)
+    return None
+
+
+def finish(title: str, steps: list[StepResult], *, event: str, resource: dict[str, str]) -> dict | State:
+    """The flow's artifact, event and return value, all from the same steps; a Failed state when a step failed.
+
+    Args:
+        title: Flow name; also the artifact key.
+        steps: What each step did.
+        event: Event name prefix; ``.completed`` or ``.failed`` is appended.
+        resource: The Prefect event resource the flow acted on (``prefect.resource.id`` …).
+    """
+    changed = any(step.changed for step in steps)
+    failed = any(step.status == "failed" for step in steps)
+    create_markdown_artifact(key=title, markdown=steps_markdown(title, steps), description=f"{title} summary")
+    emit_event(
+        event=f"{event}.{'failed' if failed else 'completed'}",
+        resource=resource,
+        payload={"changed": changed, "steps": {step.step: step.status for step in steps}},
+    )
+    result = {"changed": changed, "steps": [step.model_dump() for step in steps]}
+    if failed:
+        failed_step = next(step for step in steps if step.status == "failed")
+        return Failed(message=f"{failed_step.step} failed: {failed_step.detail}", data=result)
+    if not changed:
+        get_run_logger().info("no changes: everything was already as configured")
+    return result
