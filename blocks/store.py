@@ -55,8 +55,8 @@ class DockerStoreSettings(BaseModel):
     @field_validator("image")
     @classmethod
     def _image_is_one_reference(cls, value: str) -> str:
-        if any(char.isspace() for char in value):
-            raise ValueError("must be one image reference without spaces, e.g. minio/minio:TAG@sha256:DIGEST")
+        if any(char.isspace() for char in value) or "://" in value:
+            raise ValueError("must be one image reference without spaces or scheme, e.g. minio/minio:TAG@sha256:DIGEST")
         return value
 
     @field_validator("container_name")
@@ -93,13 +93,57 @@ class DockerStoreSettings(BaseModel):
 
 
 class KubeStoreSettings(BaseModel):
-    """The ``kubernetes`` backend: MinIO inside the cluster."""
+    """The ``kubernetes`` backend: MinIO inside the cluster (Secret, PVC, Deployment and Service named ``name``)."""
 
     namespace: str = "runner-cache"
-    name: str = "runner-cache-minio"
-    image: str = DEFAULT_MINIO_IMAGE
-    storage_size: str = "10Gi"
-    storage_class: str | None = None
+    name: str = Field("runner-cache-minio", description="Name of the Deployment and Service (and prefix of the Secret and PVC).")
+    image: str = Field(DEFAULT_MINIO_IMAGE, min_length=1, description="MinIO image; pin it by digest.")
+    storage_size: str = Field("10Gi", description="The PVC's size; it can grow later (if the storage class allows), never shrink.")
+    storage_class: str | None = Field(None, description="The PVC's storage class; the cluster's default when unset.")
+    kubeconfig: Path | None = Field(None, description="Kubeconfig file; default: in-cluster service account, else KUBECONFIG / ~/.kube/config.")
+    context: str | None = Field(None, description="Kubeconfig context; default: its current context.")
+    cluster_domain: str = Field("cluster.local", description="The cluster's DNS domain, for the in-cluster endpoint.")
+    rollout_timeout: float = Field(300.0, gt=0, description="Seconds to wait for MinIO's pod to become ready.")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_a_dns_label(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+            raise ValueError("must be a DNS label: up to 63 characters of a-z, 0-9, '-', starting and ending with a letter or digit")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_service_name(cls, value: str) -> str:
+        # Service names are DNS-1035 labels; 52 leaves room for the "-credentials" suffix of the Secret.
+        if not re.fullmatch(r"[a-z]([-a-z0-9]{0,50}[a-z0-9])?", value):
+            raise ValueError("must be up to 52 characters of a-z, 0-9, '-', starting with a letter and ending with a letter or digit")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image_is_one_reference(cls, value: str) -> str:
+        if any(char.isspace() for char in value):
+            raise ValueError("must be one image reference without spaces, e.g. minio/minio:TAG@sha256:DIGEST")
+        return value
+
+    @field_validator("storage_size")
+    @classmethod
+    def _storage_size_is_a_quantity(cls, value: str) -> str:
+        if not re.fullmatch(r"[1-9]\d*(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?", value):
+            raise ValueError("must be a Kubernetes quantity such as 10Gi or 500Mi")
+        return value
+
+    @field_validator("cluster_domain")
+    @classmethod
+    def _cluster_domain_is_a_domain(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", value):
+            raise ValueError("must be a DNS domain such as cluster.local")
+        return value
+
+    def service_endpoint(self) -> str:
+        """The URL pods in the cluster reach MinIO at: the Service's DNS name, plain HTTP on port 9000."""
+        return f"http://{self.name}.{self.namespace}.svc.{self.cluster_domain}:9000"
 
 
 class StoreSettings(BaseModel):

@@ -34,21 +34,24 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import docker
-from docker.errors import APIError, DockerException, NotFound
+import docker.auth
+from docker.errors import APIError, DockerException, NotFound, create_api_error_from_http_exception
 from docker.models.containers import Container
 from docker.utils import parse_repository_tag
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
-from requests.exceptions import RequestException
+from requests.exceptions import HTTPError, RequestException, Timeout
 
 from blocks.errors import ConfigError
 from blocks.store import StoreSettings
 from tasks.report import StepResult, timed
 from tasks.s3 import StoreUnreachable, wait_until_ready
+
+T = TypeVar("T")
 
 LABEL = "io.runner-cache."
 COMMAND = ["server", "/data"]
@@ -56,7 +59,6 @@ DATA_DIR = "/data"
 MINIO_PORT = "9000/tcp"
 STOP_SECONDS = 10
 _PBKDF2_ROUNDS = 100_000
-T = TypeVar("T")
 _REGION = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]+$")  # MinIO refuses to start with any other region name
 # What each per-setting label means to a user, in the order a drift is reported.
 _DRIFT_NAMES = {"image": "image", "published": "published port", "volume": "data volume", "region": "region", "credentials": "credentials"}
@@ -86,17 +88,20 @@ class MinioSpec:
         host = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
         return f"{host}:{self.port}"
 
-    def digest(self) -> str:
-        """A hash of the whole definition, so that a change of command or environment is drift too."""
-        definition = {
+    def create_args(self, root_user: str, root_password: str) -> dict[str, Any]:
+        """The docker SDK's ``containers.create`` arguments, but for the name and labels."""
+        return {
             "image": self.image,
             "command": COMMAND,
-            "ports": {MINIO_PORT: [self.host_ip, self.port]},
-            "mount": [self.volume, DATA_DIR],
-            "env": {"MINIO_SITE_REGION": self.region, "MINIO_ROOT_USER": "*", "MINIO_ROOT_PASSWORD": "*"},
-            "credentials": self.credentials,
-            "restart": "always",
+            "environment": {"MINIO_ROOT_USER": root_user, "MINIO_ROOT_PASSWORD": root_password, "MINIO_SITE_REGION": self.region},
+            "ports": {MINIO_PORT: (self.host_ip, self.port)},
+            "volumes": {self.volume: {"bind": DATA_DIR, "mode": "rw"}},
+            "restart_policy": {"Name": "always"},
         }
+
+    def digest(self) -> str:
+        """A hash of the whole definition, so that a change of command or environment is drift too."""
+        definition = {**self.create_args("*", "*"), "credentials": self.credentials}
         return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
 
     def labels(self) -> dict[str, str]:
@@ -199,27 +204,33 @@ def _api_error(error: APIError, store: StoreSettings, doing: str) -> ConfigError
 
 @contextmanager
 def _engine(store: StoreSettings) -> Iterator[docker.DockerClient]:
-    """A client that has answered a ping; every failure leaves as one of this module's plain errors."""
+    """A client whose engine has answered a ping; every failure leaves as one of this module's errors."""
     where = engine_address(store)
-    hint = "start Docker, or point RUNNER_CACHE_STORE__DOCKER__HOST (or DOCKER_HOST) at a running engine"
+    hint = (
+        "start Docker (or give this user access to its socket), or point RUNNER_CACHE_STORE__DOCKER__HOST "
+        "(or DOCKER_HOST) at a running engine"
+    )
     environment = {**os.environ, **({"DOCKER_HOST": store.docker.host} if store.docker.host else {})}
     try:
-        client = docker.DockerClient.from_env(
-            version=store.docker.api_version, timeout=store.docker.timeout, environment=environment
-        )
-        client.ping()
-    except APIError as error:
-        if error.status_code is not None and error.status_code >= 500:
-            raise DockerEngineUnreachable(
-                f"the Docker Engine at {where} answered HTTP {error.status_code} ({_scrub(str(error.explanation), store)}): {hint}"
-            ) from None
-        raise _api_error(error, store, "answer a ping") from None
-    except (DockerException, RequestException) as error:
+        client = docker.DockerClient.from_env(version=store.docker.api_version, timeout=store.docker.timeout, environment=environment)
+    except DockerException as error:
         raise DockerEngineUnreachable(f"the Docker Engine at {where} is not reachable ({_reason(error)}): {hint}") from None
     try:
+        try:
+            client.ping()
+        except APIError as error:
+            if (error.status_code or 0) >= 500:
+                explanation = _scrub(str(error.explanation), store)
+                raise DockerEngineUnreachable(f"the Docker Engine at {where} answered HTTP {error.status_code} ({explanation}): {hint}") from None
+            raise _api_error(error, store, "answer a ping") from None
         yield client
-    except (DockerException, RequestException) as error:
-        raise DockerEngineUnreachable(f"the Docker Engine at {where} stopped answering ({_reason(error)}): {hint}") from None
+    except Timeout:
+        raise DockerEngineUnreachable(
+            f"the Docker Engine at {where} did not answer within {store.docker.timeout:g} s: check that it is healthy, "
+            "or raise RUNNER_CACHE_STORE__DOCKER__TIMEOUT"
+        ) from None
+    except (DockerException, RequestException) as error:  # the engine's refusals were already named by _refused
+        raise DockerEngineUnreachable(f"the Docker Engine at {where} is not reachable ({_reason(error)}): {hint}") from None
     finally:
         client.close()
 
@@ -264,17 +275,49 @@ def _find(client: docker.DockerClient, store: StoreSettings) -> Container | None
 
 
 def _ensure_image(client: docker.DockerClient, store: StoreSettings) -> bool:
-    """Pull the image unless the engine has it; True when pulled. Errors inside the pull stream count too."""
+    """Pull the image unless the engine has it; True when pulled."""
     image = store.docker.image
     if _get(store, f"inspect image {image}", client.images.get, image) is not None:
         return False
     _logger().info("pulling %s: the engine does not have it yet", image)
-    repository, tag = parse_repository_tag(image)
     with _refused(store, f"pull {image}"):
-        for line in client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
-            if "error" in line:
-                raise DockerStoreError(f"the Docker Engine could not pull {image}: {_scrub(str(line['error']), store)}")
+        _pull(client, store, image)
     return True
+
+
+def _pull(client: docker.DockerClient, store: StoreSettings, image: str) -> None:
+    """``POST /images/create`` as the SDK sends it, but with a read timeout.
+
+    The SDK's pull waits without any timeout, so a stalled registry would hang the flow run; here the engine
+    must send progress at least every ``store.docker.timeout`` seconds. Errors in the stream count too.
+    """
+    repository, tag = parse_repository_tag(image)
+    if tag and tag.startswith("sha256:"):  # repo:tag@digest: the digest decides, as with `docker pull`
+        repository = parse_repository_tag(repository)[0]
+    registry, _ = docker.auth.resolve_repository_name(repository)
+    auth = docker.auth.get_config_header(client.api, registry)
+    try:
+        response = client.api.post(
+            f"{client.api.base_url}/v{client.api.api_version}/images/create",
+            params={"fromImage": repository, "tag": tag or "latest"},
+            headers={"X-Registry-Auth": auth} if auth else {},
+            stream=True,
+            timeout=store.docker.timeout,
+        )
+        with response:
+            try:
+                response.raise_for_status()
+            except HTTPError as error:
+                create_api_error_from_http_exception(error)  # raises the SDK's APIError, as its own pull would
+            for raw in response.iter_lines():
+                line = json.loads(raw) if raw.strip() else {}
+                if "error" in line:
+                    raise DockerStoreError(f"the Docker Engine could not pull {image}: {_scrub(str(line['error']), store)}")
+    except Timeout:
+        raise DockerStoreError(
+            f"the Docker Engine sent no progress for {store.docker.timeout:g} s while pulling {image}: check that it "
+            "can reach the registry, or raise RUNNER_CACHE_STORE__DOCKER__TIMEOUT"
+        ) from None
 
 
 def _ensure_volume(client: docker.DockerClient, store: StoreSettings) -> bool:
@@ -292,18 +335,7 @@ def _create(client: docker.DockerClient, store: StoreSettings, spec: MinioSpec) 
     name = store.docker.container_name
     with _refused(store, f"create container {name}"):
         container = client.containers.create(
-            spec.image,
-            COMMAND,
-            name=name,
-            environment={
-                "MINIO_ROOT_USER": access.get_secret_value(),
-                "MINIO_ROOT_PASSWORD": secret.get_secret_value(),
-                "MINIO_SITE_REGION": spec.region,
-            },
-            labels=spec.labels(),
-            ports={MINIO_PORT: (spec.host_ip, spec.port)},
-            volumes={spec.volume: {"bind": DATA_DIR, "mode": "rw"}},
-            restart_policy={"Name": "always"},
+            name=name, labels=spec.labels(), **spec.create_args(access.get_secret_value(), secret.get_secret_value())
         )
     _start(container, store)
     return container
@@ -359,7 +391,7 @@ def ensure_docker_store(store: StoreSettings) -> StepResult:
                 action, data_words = f"started the stopped container {name} (it was {container.status})", data_words + " kept"
             else:
                 status, action = "unchanged", f"container {name} runs as configured"
-            extras = [f"pulled {spec.image}"] * pulled + [f"created volume {store.docker.volume}"] * created_volume
+            extras = [text for done, text in ((pulled, f"pulled {spec.image}"), (created_volume, f"created volume {store.docker.volume}")) if done]
             container_id = container.id
         try:
             wait_until_ready(store)

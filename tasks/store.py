@@ -44,6 +44,10 @@ def plan(store: StoreSettings) -> StepResult:
         return local_store.plan_local_store(store)
     if store.backend == "external":
         return _external(store)
+    if store.backend == "docker":
+        from tasks.docker_store import plan_docker_store
+
+        return plan_docker_store(store)
     return StepResult(step="store", status="planned", detail=f"would ensure the {store.backend} store serving {store.endpoint}")
 
 

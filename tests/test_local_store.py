@@ -118,3 +118,20 @@ def test_store_commands(local_store: StoreSettings, monkeypatch: pytest.MonkeyPa
     assert "stopped the local store (data kept)" in capsys.readouterr().out
     assert main(["store", "stop"]) == 0
     assert "nothing to stop" in capsys.readouterr().out
+
+
+def test_store_stop_dry_run_stops_nothing(local_store: StoreSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("RUNNER_CACHE_STORE__ENDPOINT", local_store.endpoint)
+    monkeypatch.setenv("RUNNER_CACHE_STORE__STATE_DIR", str(local_store.state_dir))
+    ensure_local_store(local_store)
+    assert main(["store", "stop", "--dry-run"]) == 0
+    assert "would stop the local store" in capsys.readouterr().out
+    assert state(local_store).running
+
+
+def test_store_command_refuses_backends_it_does_not_manage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNNER_CACHE_STORE__BACKEND", "external")
+    monkeypatch.setenv("RUNNER_CACHE_STORE__ACCESS_KEY", "abc")
+    monkeypatch.setenv("RUNNER_CACHE_STORE__SECRET_KEY", "abcdefgh")
+    with pytest.raises(SystemExit, match="manages the local and docker backends"):
+        main(["store", "status"])

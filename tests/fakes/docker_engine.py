@@ -13,6 +13,7 @@ import re
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,8 @@ class FakeDockerEngine:
     occupied_ports: set[int] = field(default_factory=set)
     # When set, every request is answered with this status (an engine that is up but broken).
     fail_status: int | None = None
+    # Seconds to wait before answering a path (an engine or registry that hangs).
+    stall_seconds: dict[str, float] = field(default_factory=dict)
     # When set, a pull streams this error after its first progress line (HTTP 200, like a real engine).
     pull_stream_error: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -105,6 +108,7 @@ class FakeDockerEngine:
             version, path = match.groups()
         body = request.get_json(silent=True) if request.data else None
         call = Call(request.method, path, dict(request.args), body)
+        time.sleep(self.stall_seconds.get(path, 0.0))
         with self.lock:
             self.calls.append(call)
             try:

@@ -1,0 +1,107 @@
+"""``runner-cache prune``: run the prune-runner-cache flow locally and print what went and why."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from blocks.config_block import resolve_config
+from blocks.errors import ConfigError
+from flows.prune import prune_options, prune_runner_cache
+from runner_cache.commands.common import add_common
+from runner_cache.output import emit
+from tasks.prune import read_deletions
+from tasks.prune_rules import human_size
+from tasks.report import markdown_table
+
+TEXT_ROWS = 50
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prune",
+        help="delete stale cache objects (run the prune-runner-cache flow)",
+        description="Delete cache objects under the configured Path by the chosen rules (at least one). "
+        "Without --dry-run it deletes, like `rclone delete`. See docs/prune.md for each rule's exact meaning.",
+    )
+    add_common(parser)
+    parser.add_argument("--dry-run", action="store_true", help="name what would be deleted; delete nothing")
+    parser.add_argument("--max-age-days", type=float, metavar="N", help="delete objects last written more than N days ago")
+    parser.add_argument("--superseded", action="store_true", help="delete objects of an older cache index once the same key has a newer one")
+    parser.add_argument("--deleted-refs", action="store_true", help="delete keys that are the slug of no existing branch or tag (needs GitLab)")
+    parser.add_argument("--max-total-size", metavar="SIZE", help="budget for all cache objects (500M, 10G, 10Gi); above it the oldest go first")
+    parser.add_argument("--keep", action="append", default=[], metavar="GLOB", help="never delete a cache key or object name matching GLOB (repeatable)")
+    parser.add_argument("--max-deletions", type=int, metavar="N", help="stop deleting after N objects, and say so")
+    parser.set_defaults(func=run_prune)
+
+
+def _document_head(result: dict[str, Any]) -> dict[str, Any]:
+    return {name: result[name] for name in ("deleted_count", "bytes_freed", "kept_count")}
+
+
+def write_json(out: TextIO, dry_run: bool, result: dict[str, Any] | None, deletions: Path, failure: str | None) -> None:
+    """The issue's JSON document, streamed from the deletions file so that memory stays flat for any bucket size."""
+    out.write('{"dry_run": ' + json.dumps(dry_run) + ', "deleted": [')
+    first = True
+    for line in read_deletions(deletions):
+        if line["kind"] == "deleted":
+            out.write(("" if first else ", ") + json.dumps({"key": line["key"], "reason": line["reason"], "size": line["size"]}))
+            first = False
+    head = _document_head(result) if result else {"deleted_count": 0, "bytes_freed": 0, "kept_count": 0}
+    out.write("], " + ", ".join(f"{json.dumps(name)}: {json.dumps(value)}" for name, value in head.items()) + ', "errors": [')
+    first = True
+    for line in read_deletions(deletions):
+        if line["kind"] == "error":
+            out.write(("" if first else ", ") + json.dumps({"key": line["key"], "error": line["error"]}))
+            first = False
+    if failure is not None:
+        out.write(("" if first else ", ") + json.dumps({"key": None, "error": failure}))
+    out.write("]}\n")
+    out.flush()
+
+
+def text_summary(result: dict[str, Any]) -> str:
+    dry_run = result["dry_run"]
+    verb = "would delete" if dry_run else "deleted"
+    lines = [
+        f"prune{' (dry run)' if dry_run else ''}: {verb} {result['deleted_count']} cache objects ({human_size(result['bytes_freed'])}), "
+        f"kept {result['kept_count']}, skipped {result['skipped_non_cache']} non-cache objects, {result['errors_count']} errors",
+    ]
+    if result["by_reason"]:
+        lines.append("by rule: " + ", ".join(f"{rule} {count}" for rule, count in sorted(result["by_reason"].items())))
+    lines += result["notes"]
+    rows = result["rows"][:TEXT_ROWS]
+    if rows:
+        lines += ["", markdown_table(["object", "size", "age (days)", "reason"], [[r["key"], r["size"], r["age_days"], r["reason"]] for r in rows])]
+        if result["deleted_count"] > len(rows):
+            lines.append(f"…and {result['deleted_count'] - len(rows)} more (--json lists all)")
+    if result["errors"]:
+        lines += ["", "errors:"] + [f"  {e['key'] or '(lookup)'}: {e['error']}" for e in result["errors"][:TEXT_ROWS]]
+    return "\n".join(lines)
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    options = prune_options(
+        dry_run=args.dry_run, max_age_days=args.max_age_days, superseded=args.superseded, deleted_refs=args.deleted_refs,
+        max_total_size=args.max_total_size, keep=args.keep, max_deletions=args.max_deletions,
+    )
+    sections = resolve_config(args.config)  # configuration errors stop here, before any flow run starts
+    if options.deleted_refs and not (sections.gitlab.url and sections.gitlab.token):
+        raise ConfigError("--deleted-refs needs GitLab: set RUNNER_CACHE_GITLAB__URL and RUNNER_CACHE_GITLAB__TOKEN")
+    with tempfile.TemporaryDirectory(prefix="runner-cache-prune-") as scratch:
+        deletions = Path(scratch) / "deletions.jsonl"
+        deletions.touch()
+        state = prune_runner_cache(
+            config=args.config, **options.model_dump(), deletions_file=str(deletions), return_state=True
+        )
+        result = state.result(raise_on_failure=False)
+        failure = None if isinstance(result, dict) else f"{type(result).__name__}: {result}"
+        if args.json:
+            write_json(sys.stdout, options.dry_run, result if failure is None else None, deletions, failure)
+        else:
+            emit(None, as_json=False, text=text_summary(result) if failure is None else f"prune FAILED: {failure}")
+    return 1 if state.is_failed() else 0

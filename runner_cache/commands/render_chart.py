@@ -1,0 +1,39 @@
+"""``runner-cache render-chart``: render the gitlab-runner chart without a cluster and check what the runner gets."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from blocks.config_block import resolve_config
+from runner_cache.commands.common import add_common
+from runner_cache.output import emit
+from tasks.chart_patch import ChartMismatch, prepare_chart
+from tasks.chart_source import ChartError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "render-chart",
+        help="render the runner chart with the cache values and check what the runner gets; needs no cluster",
+    )
+    parser.add_argument("--chart", metavar="PATH_OR_REF", help="chart directory, .tgz or repo reference (default: RUNNER_CACHE_RELEASE__CHART)")
+    parser.add_argument("--version", help="chart version to pull, or to expect of a local chart (default: RUNNER_CACHE_RELEASE__CHART_VERSION)")
+    add_common(parser)
+    parser.set_defaults(func=run_render_chart)
+
+
+def run_render_chart(args: argparse.Namespace) -> int:
+    config = resolve_config(args.config)
+    with tempfile.TemporaryDirectory(prefix="runner-cache-chart-") as workdir:
+        try:
+            plan = prepare_chart(config, args.chart, args.version, workdir=Path(workdir))
+        except ChartMismatch as mismatch:
+            plan = mismatch.plan
+        except ChartError as error:
+            reference = args.chart or config.release.chart
+            emit({"chart": reference, "error": str(error)}, as_json=args.json, text=f"render-chart FAILED: {error}")
+            return 1
+    emit(plan.document(), as_json=args.json, text=plan.summary())
+    return 0 if plan.ok else 1
