@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from blocks.errors import ConfigError
-from runner_cache.commands import blocks, history, setup, store
+from runner_cache.commands import blocks, history, render_chart, setup, store
 
-COMMANDS = (setup, store, blocks, history)
+COMMANDS = (setup, store, blocks, history, render_chart)
 
 
 def build_parser() -> argparse.ArgumentParser:

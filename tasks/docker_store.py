@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import logging
 import os
 import re
 import secrets
@@ -42,12 +41,11 @@ import docker.auth
 from docker.errors import APIError, DockerException, NotFound, create_api_error_from_http_exception
 from docker.models.containers import Container
 from docker.utils import parse_repository_tag
-from prefect import get_run_logger
-from prefect.exceptions import MissingContextError
 from requests.exceptions import HTTPError, RequestException, Timeout
 
 from blocks.errors import ConfigError
 from blocks.store import StoreSettings
+from tasks.logs import run_logger
 from tasks.report import StepResult, timed
 from tasks.s3 import StoreUnreachable, wait_until_ready
 
@@ -122,14 +120,6 @@ class MinioSpec:
         mine = self.labels()
         named = [words for key, words in _DRIFT_NAMES.items() if labels.get(LABEL + key) != mine[LABEL + key]]
         return named or ["container definition (made by another runner-cache version)"]
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The run's logger inside a flow or task run (its lines reach the Prefect UI), else this module's."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 def bind_address(store: StoreSettings) -> str:
@@ -279,7 +269,7 @@ def _ensure_image(client: docker.DockerClient, store: StoreSettings) -> bool:
     image = store.docker.image
     if _get(store, f"inspect image {image}", client.images.get, image) is not None:
         return False
-    _logger().info("pulling %s: the engine does not have it yet", image)
+    run_logger(__name__).info("pulling %s: the engine does not have it yet", image)
     with _refused(store, f"pull {image}"):
         _pull(client, store, image)
     return True
@@ -365,7 +355,7 @@ def _is_up(container: Container) -> bool:
 def ensure_docker_store(store: StoreSettings) -> StepResult:
     """Create, start or recreate the MinIO container as needed, then wait until it accepts signed requests."""
     _validate(store)
-    log, name = _logger(), store.docker.container_name
+    log, name = run_logger(__name__), store.docker.container_name
     with timed() as timer:
         with _engine(store) as client:
             container = _find(client, store)
@@ -450,7 +440,7 @@ def stop_docker_store(store: StoreSettings, *, dry_run: bool = False) -> StepRes
             return StepResult(
                 step="store", status="planned", detail=f"would stop and remove {words}; data in {_volume_words(store)} would be kept"
             )
-        _logger().info("stopping and removing %s; data in %s is kept", words, _volume_words(store))
+        run_logger(__name__).info("stopping and removing %s; data in %s is kept", words, _volume_words(store))
         _stop_and_remove(container, store)
     return StepResult(
         step="store",
