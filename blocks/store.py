@@ -219,6 +219,12 @@ class StoreSettings(BaseModel):
         return urlsplit(self.endpoint).scheme == "https"
 
     @property
+    def runner_endpoint(self) -> str:
+        """Where the runner's pods reach the store: the in-cluster Service for the ``kubernetes`` backend (the
+        endpoint may then be a port-forward only this tool uses), else the endpoint itself."""
+        return self.kubernetes.service_endpoint() if self.backend == "kubernetes" else self.endpoint
+
+    @property
     def server_address(self) -> str:
         """``host:port`` as the runner's ``ServerAddress`` wants it (no scheme)."""
         return urlsplit(self.endpoint).netloc

@@ -7,9 +7,11 @@ from prefect.states import State
 
 from blocks.config_block import resolve_config
 from blocks.settings import RunnerCacheSections
+from flows.verify import run_pipeline_check
 from tasks.bucket import ensure_bucket, ensure_bucket_task
 from tasks.report import StepResult, bucket_resource, finish, run_steps
 from tasks.roundtrip import roundtrip
+from tasks.runner_release import release_then_verify
 from tasks.store import plan as plan_store
 from tasks.store import provision_store
 
@@ -45,11 +47,12 @@ def plan_setup(config: RunnerCacheSections) -> list[StepResult]:
 
 
 @flow(name="setup-runner-cache", persist_result=False)
-def setup_runner_cache(config: str | None = None) -> dict | State:
-    """Provision the store, ensure the bucket, check a round trip, and report each step.
+def setup_runner_cache(config: str | None = None, rollback_on_failure: bool = True) -> dict | State:
+    """Provision the store, ensure the bucket, check a round trip, configure the release, prove the cache.
 
     Args:
         config: Name of a saved Runner Cache Config block; empty means the RUNNER_CACHE_* environment.
+        rollback_on_failure: Roll the release back when the pipeline check fails after an upgrade.
     """
     sections = resolve_config(config)
     steps: list[StepResult] = []
@@ -61,6 +64,11 @@ def setup_runner_cache(config: str | None = None) -> dict | State:
             ("roundtrip", lambda: roundtrip(sections.store, sections.cache)),
         ],
     )
+    pipeline = [("pipeline", lambda: run_pipeline_check(sections))] if sections.gitlab.configured else []
+    if failure is None and sections.release.configured:
+        release_then_verify(sections, steps, pipeline, rollback_on_failure=rollback_on_failure)
+    elif failure is None:
+        run_steps(steps, pipeline)
     if failure is None:
         steps += skipped_steps(sections)
     return finish("setup-runner-cache", steps, event="runner-cache.setup", resource=bucket_resource(sections.store))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomlkit
 import yaml
@@ -29,13 +30,15 @@ Intended = dict[str, str | bool]
 
 
 def intended_settings(store: StoreSettings, cache: CacheSettings) -> Intended:
-    """The runner's cache settings for this store: ``Insecure`` means plain HTTP, so it follows the endpoint's scheme."""
+    """The runner's cache settings for this store: ``Insecure`` means plain HTTP, so it follows the scheme of
+    the endpoint the runner uses (:attr:`StoreSettings.runner_endpoint`)."""
+    runner_endpoint = urlsplit(store.runner_endpoint)
     intended: Intended = {
         "Type": "s3",
-        "ServerAddress": store.server_address,
+        "ServerAddress": runner_endpoint.netloc,
         "BucketName": store.bucket,
         "BucketLocation": store.region,
-        "Insecure": not store.secure,
+        "Insecure": runner_endpoint.scheme == "http",
         "PathStyle": True,  # MinIO and SeaweedFS serve buckets as paths, not as virtual hosts
         "Path": cache.path,
         "Shared": cache.shared,

@@ -48,7 +48,9 @@ def plan(store: StoreSettings) -> StepResult:
         from tasks.docker_store import plan_docker_store
 
         return plan_docker_store(store)
-    return StepResult(step="store", status="planned", detail=f"would ensure the {store.backend} store serving {store.endpoint}")
+    from tasks.kube_store import ensure_kube_store
+
+    return ensure_kube_store(store, apply=False)
 
 
 provision_store = task(

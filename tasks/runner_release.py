@@ -1,0 +1,149 @@
+"""The runner release step shared by setup and rebuild: chart → credentials Secret → helm upgrade → rollout,
+then verification inside a Prefect transaction whose rollback hook returns the release to its previous revision.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.transactions import Transaction, transaction
+
+from blocks.release import ReleaseSettings
+from blocks.settings import RunnerCacheSections
+from tasks.chart_patch import ChartPlan, prepare_chart
+from tasks.chart_values import chart_default_values
+from tasks.helm_release import rollback_release, upgrade_release
+from tasks.kube import ensure_cache_secret, wait_for_rollout
+from tasks.logs import run_logger
+from tasks.report import StepResult, timed
+from tasks.s3 import retry_on_transient
+
+
+class VerificationFailed(RuntimeError):
+    """Verification after an upgrade failed; raised inside the transaction so that its rollback hook runs."""
+
+
+def with_image_tag(plan: ChartPlan, tag: str | None) -> dict[str, Any]:
+    """Our values plus the runner image tag, in the shape the chart's ``image`` value has (map or string)."""
+    if not tag:
+        return plan.values
+    image = chart_default_values(plan.chart_dir).get("image")
+    if isinstance(image, str):
+        repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+        return {**plan.values, "image": f"{repository}:{tag}"}
+    return {**plan.values, "image": {**(image or {}), **plan.values.get("image", {}), "tag": tag}}
+
+
+def _deployment(plan: ChartPlan) -> str | None:
+    """The runner's Deployment name from the rendered chart (``Deployment/<name> container <c>``)."""
+    workload = plan.runner.split(" container ", 1)[0]
+    kind, _, name = workload.partition("/")
+    return name if kind == "Deployment" else None
+
+
+def configure_release(config: RunnerCacheSections, chart_version: str | None = None, image_tag: str | None = None) -> StepResult:
+    """Make the deployed runner get the intended cache settings; no new revision when nothing differs.
+
+    ``data`` carries ``previous_revision`` (set only when this call upgraded) for the rollback hook.
+    """
+    release = config.release
+    access, secret = config.store.credentials()
+    with timed() as timer, tempfile.TemporaryDirectory(prefix="runner-cache-chart-") as workdir:
+        plan = prepare_chart(config, version=chart_version, workdir=Path(workdir))
+        secret_step = ensure_cache_secret(release, config.store)
+        upgrade = upgrade_release(release, plan.chart_dir, with_image_tag(plan, image_tag), patched=plan.patched, secrets=[access, secret])
+        deployment = _deployment(plan)
+        if upgrade.status == "changed" and deployment:
+            rollout = wait_for_rollout(release, release.namespace, deployment, timeout=release.timeout_seconds)
+            upgrade.detail += f"; {rollout.detail}"
+    parts = [secret_step.detail, upgrade.detail]
+    if plan.patched:
+        parts.insert(0, f"patched a copy of chart {plan.name}-{plan.version} ({plan.generation}) so the runner reads its cache settings right")
+    changed = "changed" in {secret_step.status, upgrade.status}
+    return StepResult(
+        step="release",
+        status="changed" if changed else "unchanged",
+        detail="; ".join(parts),
+        seconds=timer.seconds,
+        data={
+            **upgrade.data,
+            "generation": plan.generation,
+            "patched": plan.patched,
+            "patch": plan.patch,
+            "secret": secret_step.data,
+            "previous_revision": upgrade.data.get("previous_revision") if upgrade.status == "changed" else None,
+        },
+    )
+
+
+configure_release_task = task(
+    configure_release,
+    name="configure-release",
+    retries=2,
+    retry_delay_seconds=[10, 30],
+    retry_condition_fn=retry_on_transient,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+
+
+@configure_release_task.on_rollback
+def _roll_back(txn: Transaction) -> None:
+    """Return the release to the revision it had before this run upgraded it (a no-op when nothing was upgraded)."""
+    release: ReleaseSettings | None = txn.get("release", None)
+    previous: int | None = txn.get("previous_revision", None)
+    if release is None or previous is None:
+        run_logger(__name__).info("rollback: this run did not upgrade the release, nothing to roll back")
+        return
+    result = rollback_release(release, previous)
+    txn.set("rollback", result.model_dump())
+
+
+def release_then_verify(
+    config: RunnerCacheSections,
+    steps: list[StepResult],
+    verifications: list[tuple[str, Callable[[], StepResult]]],
+    *,
+    chart_version: str | None = None,
+    image_tag: str | None = None,
+    rollback_on_failure: bool = True,
+) -> Exception | None:
+    """Upgrade the release, run ``verifications``; when one fails after an upgrade, roll the release back.
+
+    Appends every step (release, each verification, rollback) to ``steps``; returns the first failure.
+    """
+    txn: Transaction
+    try:
+        with transaction() as txn:
+            release = configure_release_task(config, chart_version, image_tag)
+            steps.append(release)
+            txn.set("release", config.release)
+            txn.set("previous_revision", release.data.get("previous_revision"))
+            for name, verify in verifications:
+                try:
+                    result = verify()
+                except Exception as error:
+                    result = StepResult(step=name, status="failed", detail=f"{type(error).__name__}: {error}")
+                steps.append(result)
+                if result.status == "failed":
+                    failure = VerificationFailed(f"{name} failed after the release step: {result.detail}")
+                    if rollback_on_failure:
+                        raise failure
+                    run_logger(__name__).warning("%s; not rolling back (rollback_on_failure is off)", failure)
+                    return failure
+    except VerificationFailed as failure:
+        rollback = txn.get("rollback", None)
+        if rollback:
+            steps.append(StepResult(**rollback))
+        elif txn.get("previous_revision", None) is not None:
+            steps.append(StepResult(step="rollback", status="failed", detail="the rollback hook did not finish: see the run's logs"))
+        return failure
+    except Exception as error:  # the release step itself failed: helm already rolled back its own upgrade
+        steps.append(StepResult(step="release", status="failed", detail=f"{type(error).__name__}: {error}"))
+        return error
+    return None

@@ -1,0 +1,497 @@
+"""A fake Kubernetes API server: exactly the endpoints runner-cache's kube code calls, on 127.0.0.1.
+
+Written from the API reference (https://kubernetes.io/docs/reference/kubernetes-api/) so that the real
+``kubernetes`` client talks to it unchanged: the same paths, bearer-token auth, ``Status`` error bodies with
+the apiserver's reasons and codes (401, 404 NotFound, 409 AlreadyExists, 422 Invalid, 415), strategic-merge
+and JSON-merge PATCH, and the defaults the apiserver fills in (so that a client comparing its manifest with
+the live object must ignore fields it never set). What it serves:
+
+- ``GET|POST /api/v1/namespaces[/NAME]``
+- ``GET|POST|PATCH /api/v1/namespaces/NS/{secrets,services,persistentvolumeclaims}[/NAME]``
+- ``GET|POST|PATCH /apis/apps/v1/namespaces/NS/deployments[/NAME]``
+
+There are no controllers, so a Deployment's ``status`` is simulated: after a spec change it reports the
+rollout as ``rollout`` says (complete after ``rollout_after_reads`` reads, stuck, or past its progress
+deadline). Every request is recorded in ``calls``; ``writes()`` are the ones that are not reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import itertools
+import json
+import re
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+PLURALS = {
+    ("/api/v1", "secrets"): "Secret",
+    ("/api/v1", "services"): "Service",
+    ("/api/v1", "persistentvolumeclaims"): "PersistentVolumeClaim",
+    ("/apis/apps/v1", "deployments"): "Deployment",
+}
+API_VERSIONS = {"Namespace": "v1", "Secret": "v1", "Service": "v1", "PersistentVolumeClaim": "v1", "Deployment": "apps/v1"}
+_RESOURCE_NAMES = {"Namespace": "namespaces", **{kind: plural for (_, plural), kind in PLURALS.items()}}
+_NAMESPACED = re.compile(r"^(/api/v1|/apis/apps/v1)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?$")
+_NAMESPACE = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Strategic merge patch: lists of objects merged by these keys (from the API's patchMergeKey tags); others are replaced.
+_MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "imagePullSecrets": "name",
+    "conditions": "type",
+}
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_FACTORS.update({suffix: 1024 ** (i + 1) for i, suffix in enumerate(["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])})
+Key = tuple[str, str, str]  # (kind, namespace or "", name)
+
+
+@dataclass
+class Call:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    content_type: str
+    body: Any = None
+
+
+class ApiError(Exception):
+    """Answered as a ``Status`` object, the way the apiserver reports failures."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def _quantity(value: str) -> float:
+    match = _QUANTITY.match(str(value))
+    if not match:
+        raise ApiError(422, "Invalid", f"quantities must match the regular expression '{_QUANTITY.pattern}'")
+    return float(match[1]) * _FACTORS[match[2]]
+
+
+def strategic_merge(live: Any, patch: Any, key: str = "") -> Any:
+    """Apply a strategic-merge patch: maps merge, ``null`` deletes, keyed lists merge by their merge key."""
+    if isinstance(patch, dict) and isinstance(live, dict):
+        merged = dict(live)
+        for name, value in patch.items():
+            if value is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = strategic_merge(live.get(name), value, name)
+        return merged
+    if isinstance(patch, list) and isinstance(live, list) and all(isinstance(item, dict) for item in patch + live):
+        merge_key = _MERGE_KEYS.get(key) or ("port" if key == "ports" and all("port" in i for i in patch) else None)
+        merge_key = merge_key or ("containerPort" if key == "ports" else None)
+        if merge_key:
+            merged = [copy.deepcopy(item) for item in live]
+            for item in patch:
+                index = next((i for i, old in enumerate(merged) if old.get(merge_key) == item.get(merge_key)), None)
+                if index is None:
+                    merged.append(copy.deepcopy(item))
+                else:
+                    merged[index] = strategic_merge(merged[index], item, key)
+            return merged
+    return copy.deepcopy(patch)
+
+
+def json_merge(live: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: maps merge, ``null`` deletes, lists are replaced."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    merged = dict(live) if isinstance(live, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = json_merge(merged.get(name), value)
+    return merged
+
+
+def _probe_defaults(probe: dict | None) -> None:
+    if probe is None:
+        return
+    for name, value in {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}.items():
+        probe.setdefault(name, value)
+    if "httpGet" in probe:
+        probe["httpGet"].setdefault("scheme", "HTTP")
+
+
+def _container_defaults(container: dict) -> None:
+    image = container.get("image", "")
+    tag = image.rsplit("/", 1)[-1]
+    latest = "@" not in image and (":" not in tag or tag.endswith(":latest"))
+    container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+    container.setdefault("terminationMessagePath", "/dev/termination-log")
+    container.setdefault("terminationMessagePolicy", "File")
+    container.setdefault("resources", {})
+    for port in container.get("ports", []):
+        port.setdefault("protocol", "TCP")
+    _probe_defaults(container.get("readinessProbe"))
+    _probe_defaults(container.get("livenessProbe"))
+
+
+def apply_defaults(kind: str, obj: dict, cluster_ips: itertools.count) -> None:
+    """Fill in what the apiserver's defaulting would, so the live object has fields the client never sent."""
+    spec = obj.setdefault("spec", {}) if kind not in {"Secret", "Namespace"} else None
+    if kind == "Namespace":
+        obj["spec"] = {"finalizers": ["kubernetes"]}
+        obj["status"] = {"phase": "Active"}
+    elif kind == "Secret":
+        obj.setdefault("type", "Opaque")
+    elif kind == "Service":
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        if "clusterIP" not in spec:
+            spec["clusterIP"] = f"10.96.0.{next(cluster_ips)}"
+            spec["clusterIPs"] = [spec["clusterIP"]]
+        for port in spec.get("ports", []):
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+        obj["status"] = {"loadBalancer": {}}
+    elif kind == "PersistentVolumeClaim":
+        spec.setdefault("volumeMode", "Filesystem")
+        spec.setdefault("storageClassName", "standard")  # the DefaultStorageClass admission plugin
+        requested = spec.get("resources", {}).get("requests", {}).get("storage")
+        obj["status"] = {"phase": "Bound", "accessModes": spec.get("accessModes", []), "capacity": {"storage": requested}}
+    elif kind == "Deployment":
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        pod = spec.setdefault("template", {}).setdefault("spec", {})
+        for name, value in {
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst",
+            "schedulerName": "default-scheduler",
+            "securityContext": {},
+        }.items():
+            pod.setdefault(name, value)
+        for container in pod.get("containers", []):
+            _container_defaults(container)
+        for volume in pod.get("volumes", []):
+            if "secret" in volume:
+                volume["secret"].setdefault("defaultMode", 420)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:  # tests read ``calls`` instead
+        pass
+
+
+@dataclass
+class FakeKubeApi:
+    """State and behaviour of one API server; tests read and seed ``objects`` through the helpers below."""
+
+    token: str = field(default_factory=lambda: secrets.token_hex(12))
+    objects: dict[Key, dict] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    # How a Deployment's rollout goes after a spec change: completes after ``rollout_after_reads`` reads of
+    # the Deployment, never completes (``stuck``), or fails its progress deadline (``deadline``).
+    rollout: Literal["complete", "stuck", "deadline"] = "complete"
+    rollout_after_reads: int = 0
+    allow_volume_expansion: bool = True
+    # (method, kind) -> HTTP status answered instead of doing the request, e.g. ("PATCH", "Secret"): 403.
+    fail: dict[tuple[str, str], int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _versions: itertools.count = field(default_factory=lambda: itertools.count(1000))
+    _cluster_ips: itertools.count = field(default_factory=lambda: itertools.count(10))
+    _reads: dict[Key, int] = field(default_factory=dict)
+
+    # --- helpers for tests -------------------------------------------------------------------------------
+
+    def get(self, kind: str, namespace: str, name: str) -> dict | None:
+        with self.lock:
+            found = self.objects.get((kind, namespace, name))
+            return copy.deepcopy(found) if found else None
+
+    def put(self, obj: dict) -> dict:
+        """Store ``obj`` as if a client had created it (its namespace too), defaults and status included."""
+        kind, meta = obj["kind"], obj["metadata"]
+        with self.lock:
+            namespace = meta.get("namespace", "")
+            if namespace and ("Namespace", "", namespace) not in self.objects:
+                self._store("Namespace", "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+            return copy.deepcopy(self._store(kind, namespace, copy.deepcopy(obj)))
+
+    def edit(self, kind: str, namespace: str, name: str, patch: dict) -> None:
+        """Change a live object behind the client's back (like ``kubectl edit``), with strategic-merge semantics."""
+        with self.lock:
+            key = (kind, namespace, name)
+            self.objects[key] = self._updated(kind, self.objects[key], strategic_merge(self.objects[key], patch))
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, decoded."""
+        secret = self.get("Secret", namespace, name) or {}
+        return {key: base64.b64decode(value).decode() for key, value in secret.get("data", {}).items()}
+
+    def writes(self) -> list[Call]:
+        with self.lock:
+            return [call for call in self.calls if call.method not in {"GET", "HEAD"}]
+
+    # --- the API -----------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        request = Request(environ)
+        try:
+            body = json.loads(request.get_data()) if request.get_data() else None
+        except ValueError:
+            body = None
+        with self.lock:
+            self.calls.append(Call(request.method, request.path, request.headers.get("Content-Type", ""), body))
+            try:
+                if request.headers.get("Authorization") != f"Bearer {self.token}":
+                    raise ApiError(401, "Unauthorized", "Unauthorized")
+                status, answer = self._route(request.method, request.path, request.headers.get("Content-Type", ""), body)
+            except ApiError as error:
+                status, answer = error.code, {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": error.message,
+                    "reason": error.reason,
+                    "code": error.code,
+                }
+        return Response(json.dumps(answer), status=status, content_type="application/json")(environ, start_response)
+
+    def _route(self, method: str, path: str, content_type: str, body: Any) -> tuple[int, dict]:
+        if match := _NAMESPACE.match(path):
+            kind, namespace, name = "Namespace", "", match[1]
+        elif (match := _NAMESPACED.match(path)) and (match[1], match[3]) in PLURALS:
+            kind, namespace, name = PLURALS[(match[1], match[3])], match[2], match[4]
+        else:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if (method, kind) in self.fail:
+            raise self._failure(self.fail[(method, kind)], method, kind, namespace)
+        if method == "GET" and name:
+            return 200, self._read(kind, namespace, name)
+        if method == "POST" and not name:
+            return 201, self._create(kind, namespace, body)
+        if method == "PATCH" and name:
+            return 200, self._patch(kind, namespace, name, content_type, body)
+        raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    @staticmethod
+    def _failure(code: int, method: str, kind: str, namespace: str) -> ApiError:
+        if code == 403:
+            verb, resource = {"GET": "get", "POST": "create", "PATCH": "patch"}[method], _RESOURCE_NAMES[kind]
+            words = f'{resource} is forbidden: User "fake" cannot {verb} resource "{resource}" in the namespace "{namespace}"'
+            return ApiError(403, "Forbidden", words)
+        return ApiError(code, {401: "Unauthorized", 500: "InternalError", 503: "ServiceUnavailable"}.get(code, "BadRequest"), f"fake failure {code}")
+
+    def _missing(self, kind: str, name: str) -> ApiError:
+        return ApiError(404, "NotFound", f'{_RESOURCE_NAMES[kind]} "{name}" not found')
+
+    def _read(self, kind: str, namespace: str, name: str) -> dict:
+        key = (kind, namespace, name)
+        if key not in self.objects:
+            raise self._missing(kind, name)
+        if kind == "Deployment":
+            self._reads[key] = self._reads.get(key, 0) + 1
+            self.objects[key]["status"] = self._rollout_status(self.objects[key], self._reads[key])
+        return copy.deepcopy(self.objects[key])
+
+    def _validate(self, kind: str, namespace: str, obj: dict) -> None:
+        if not isinstance(obj, dict) or obj.get("kind") != kind or obj.get("apiVersion") != API_VERSIONS[kind]:
+            raise ApiError(400, "BadRequest", f"the body is not a {API_VERSIONS[kind]} {kind}")
+        name = obj.get("metadata", {}).get("name", "")
+        rule = _DNS_1035 if kind == "Service" else _DNS_LABEL if kind == "Namespace" else _DNS_SUBDOMAIN
+        if not rule.match(name) or len(name) > 63:
+            raise ApiError(422, "Invalid", f'{kind} "{name}" is invalid: metadata.name: Invalid value: "{name}"')
+        if obj["metadata"].get("namespace", namespace) != namespace:
+            raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request")
+        if kind == "Secret":
+            for key, value in obj.get("data", {}).items():
+                try:
+                    base64.b64decode(value, validate=True)
+                except (binascii.Error, TypeError):
+                    raise ApiError(400, "BadRequest", f"Secret in version \"v1\" cannot be handled: illegal base64 data for {key}") from None
+        if kind == "Deployment":
+            spec = obj.get("spec", {})
+            selector = spec.get("selector", {}).get("matchLabels", {})
+            labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
+            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+                words = "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`"
+                raise ApiError(422, "Invalid", f'Deployment.apps "{name}" is invalid: {words}')
+        if kind == "PersistentVolumeClaim":
+            _quantity(obj.get("spec", {}).get("resources", {}).get("requests", {}).get("storage", ""))
+
+    def _create(self, kind: str, namespace: str, body: Any) -> dict:
+        self._validate(kind, namespace, body)
+        name = body["metadata"]["name"]
+        if namespace and ("Namespace", "", namespace) not in self.objects:
+            raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found')
+        if (kind, namespace, name) in self.objects:
+            raise ApiError(409, "AlreadyExists", f'{_RESOURCE_NAMES[kind]} "{name}" already exists')
+        return copy.deepcopy(self._store(kind, namespace, copy.deepcopy(body)))
+
+    def _store(self, kind: str, namespace: str, obj: dict) -> dict:
+        meta = obj.setdefault("metadata", {})
+        if namespace:
+            meta["namespace"] = namespace
+        meta.update(uid=str(uuid.uuid4()), resourceVersion=str(next(self._versions)), creationTimestamp="2026-01-01T00:00:00Z")
+        if kind == "Secret" and "stringData" in obj:
+            data = obj.setdefault("data", {})
+            data.update({k: base64.b64encode(v.encode()).decode() for k, v in obj.pop("stringData").items()})
+        apply_defaults(kind, obj, self._cluster_ips)
+        if kind == "Deployment":
+            meta["generation"] = 1
+            self._reads[(kind, namespace, meta["name"])] = 0
+            obj["status"] = self._rollout_status(obj, 0)
+        self.objects[(kind, namespace, meta["name"])] = obj
+        return obj
+
+    def _patch(self, kind: str, namespace: str, name: str, content_type: str, body: Any) -> dict:
+        key = (kind, namespace, name)
+        if key not in self.objects:
+            raise self._missing(kind, name)
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "the patch body is not a JSON object")
+        if content_type.startswith("application/strategic-merge-patch+json"):
+            merged = strategic_merge(self.objects[key], body)
+        elif content_type.startswith("application/merge-patch+json"):
+            merged = json_merge(self.objects[key], body)
+        else:
+            accepted = "application/strategic-merge-patch+json, application/merge-patch+json"
+            raise ApiError(415, "UnsupportedMediaType", f"unknown body format; accepted media types: {accepted}")
+        self._validate(kind, namespace, merged)
+        self.objects[key] = self._updated(kind, self.objects[key], merged)
+        return copy.deepcopy(self.objects[key])
+
+    def _updated(self, kind: str, old: dict, new: dict) -> dict:
+        """Immutable fields checked, defaults applied, resourceVersion (and a Deployment's generation) bumped on change."""
+        name = old["metadata"]["name"]
+        if kind == "Deployment" and new["spec"].get("selector") != old["spec"].get("selector"):
+            raise ApiError(422, "Invalid", f'Deployment.apps "{name}" is invalid: spec.selector: Invalid value: field is immutable')
+        if kind == "PersistentVolumeClaim":
+            self._check_pvc_update(name, old["spec"], new["spec"])
+        if kind == "Service" and new["spec"].get("clusterIP", old["spec"]["clusterIP"]) != old["spec"]["clusterIP"]:
+            raise ApiError(422, "Invalid", f'Service "{name}" is invalid: spec.clusterIP: Invalid value: field is immutable')
+        apply_defaults(kind, new, self._cluster_ips)
+        if kind == "Deployment":
+            new["status"] = old.get("status", {})
+        if new == old:
+            return old
+        new["metadata"]["resourceVersion"] = str(next(self._versions))
+        if kind == "Deployment" and new["spec"] != old["spec"]:
+            new["metadata"]["generation"] = old["metadata"]["generation"] + 1
+            key = (kind, old["metadata"]["namespace"], name)
+            self._reads[key] = 0
+            new["status"] = self._rollout_status(new, 0)
+        return new
+
+    def _check_pvc_update(self, name: str, old: dict, new: dict) -> None:
+        old_size = old["resources"]["requests"]["storage"]
+        new_size = new.get("resources", {}).get("requests", {}).get("storage", old_size)
+        if {k: v for k, v in old.items() if k != "resources"} != {k: v for k, v in new.items() if k != "resources"}:
+            raise ApiError(
+                422,
+                "Invalid",
+                f'PersistentVolumeClaim "{name}" is invalid: spec: Forbidden: spec is immutable after creation except '
+                "resources.requests and volumeAttributesClassName for bound claims",
+            )
+        if _quantity(new_size) < _quantity(old_size):
+            words = "spec.resources.requests.storage: Forbidden: field can not be less than status.capacity"
+            raise ApiError(422, "Invalid", f'PersistentVolumeClaim "{name}" is invalid: {words}')
+        if _quantity(new_size) > _quantity(old_size) and not self.allow_volume_expansion:
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'persistentvolumeclaims "{name}" is forbidden: only dynamically provisioned pvc can be resized and '
+                "the storageclass that provisions the pvc must support resize",
+            )
+
+    def _rollout_status(self, deployment: dict, reads: int) -> dict:
+        spec, generation = deployment["spec"], deployment["metadata"]["generation"]
+        replicas = spec.get("replicas", 1)
+        if self.rollout == "complete" and reads > self.rollout_after_reads:
+            return {
+                "observedGeneration": generation,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": replicas,
+                "availableReplicas": replicas,
+                "conditions": [
+                    {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+                ],
+            }
+        if self.rollout == "complete" and reads <= 1:  # the controller has not seen the new generation yet
+            return {"observedGeneration": generation - 1, "replicas": replicas, "updatedReplicas": 0, "availableReplicas": 0}
+        progressing = (
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": f'ReplicaSet "{deployment["metadata"]["name"]}-5d8f" has timed out progressing.',
+            }
+            if self.rollout == "deadline"
+            else {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}
+        )
+        return {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": 0,
+            "availableReplicas": 0,
+            "unavailableReplicas": replicas,
+            "conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}, progressing],
+        }
+
+
+class KubeApiServer:
+    """Serves a :class:`FakeKubeApi` over HTTP on a free 127.0.0.1 port, in a thread."""
+
+    def __init__(self, api: FakeKubeApi) -> None:
+        self.api = api
+        self._server = make_server("127.0.0.1", 0, api, threaded=True, request_handler=_QuietHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-kube-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def kubeconfig(self, path: Path, context: str = "fake") -> Path:
+        """Write a kubeconfig whose ``context`` (the current one) points at this server with its bearer token."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake", "user": {"token": self.api.token}}],
+            "contexts": [{"name": context, "context": {"cluster": "fake", "user": "fake"}}],
+            "current-context": context,
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def __enter__(self) -> KubeApiServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
