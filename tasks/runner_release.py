@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.transactions import Transaction, transaction
+from prefect.transactions import Transaction, TransactionState, transaction
 
 from blocks.release import ReleaseSettings
 from blocks.settings import RunnerCacheSections
@@ -100,7 +101,12 @@ def _roll_back(txn: Transaction) -> None:
     if release is None or previous is None:
         run_logger(__name__).info("rollback: this run did not upgrade the release, nothing to roll back")
         return
-    result = rollback_release(release, previous)
+    try:
+        result = rollback_release(release, previous)
+    except Exception as error:  # rollback_release has retried and emitted runner-cache.release.rollback-failed
+        result = StepResult(step="rollback", status="failed", detail=f"{type(error).__name__}: {error}")
+        txn.set("rollback", result.model_dump())
+        raise
     txn.set("rollback", result.model_dump())
 
 
@@ -115,15 +121,19 @@ def release_then_verify(
 ) -> Exception | None:
     """Upgrade the release, run ``verifications``; when one fails after an upgrade, roll the release back.
 
-    Appends every step (release, each verification, rollback) to ``steps``; returns the first failure.
+    With ``rollback_on_failure`` everything runs in one Prefect transaction: a failed verification (a failed
+    task, or a failed step, which raises :class:`VerificationFailed`) rolls it back, and the release task's
+    rollback hook returns the release to its previous revision. Appends every step (release, each
+    verification, rollback) to ``steps``; returns the first failure.
     """
-    txn: Transaction
+    scope = transaction() if rollback_on_failure else nullcontext()
     try:
-        with transaction() as txn:
+        with scope as txn:
             release = configure_release_task(config, chart_version, image_tag)
             steps.append(release)
-            txn.set("release", config.release)
-            txn.set("previous_revision", release.data.get("previous_revision"))
+            if txn is not None:
+                txn.set("release", config.release)
+                txn.set("previous_revision", release.data.get("previous_revision"))
             for name, verify in verifications:
                 try:
                     result = verify()
@@ -131,17 +141,19 @@ def release_then_verify(
                     result = StepResult(step=name, status="failed", detail=f"{type(error).__name__}: {error}")
                 steps.append(result)
                 if result.status == "failed":
-                    failure = VerificationFailed(f"{name} failed after the release step: {result.detail}")
-                    if rollback_on_failure:
-                        raise failure
-                    run_logger(__name__).warning("%s; not rolling back (rollback_on_failure is off)", failure)
-                    return failure
+                    raise VerificationFailed(f"{name} failed after the release step: {result.detail}")
     except VerificationFailed as failure:
-        rollback = txn.get("rollback", None)
+        if txn is None:
+            run_logger(__name__).warning("%s; not rolling back (rollback_on_failure is off)", failure)
+            return failure
+        if txn.state != TransactionState.ROLLED_BACK:
+            txn.rollback()
+        # The hook ran in the release task's own (child) transaction, so its report is stored there.
+        rollback = next((child.get("rollback") for child in txn.children if child.get("rollback", None)), None)
         if rollback:
             steps.append(StepResult(**rollback))
-        elif txn.get("previous_revision", None) is not None:
-            steps.append(StepResult(step="rollback", status="failed", detail="the rollback hook did not finish: see the run's logs"))
+        elif release.data.get("previous_revision") is not None:
+            steps.append(StepResult(step="rollback", status="failed", detail="the rollback hook did not run: see the run's logs"))
         return failure
     except Exception as error:  # the release step itself failed: helm already rolled back its own upgrade
         steps.append(StepResult(step="release", status="failed", detail=f"{type(error).__name__}: {error}"))

@@ -5,7 +5,8 @@ helm cannot talk to a fake API server, so tests of the orchestration around helm
 records, prints what helm 3/4 print (``-o json`` documents, ``Error: release: not found``), rejects flags the
 chosen version does not know, and appends one JSON line per call to ``$FAKE_HELM_LOG``: its argv, its stdin,
 and each ``--values`` file as it was *while helm ran* (mode, content), so tests can check what reached helm.
-Rendering (``helm template``) is not faked: those tests use the real binary.
+Rendering (``helm template``, ``helm pull``) is not faked: with ``$FAKE_HELM_REAL`` set, the fake hands those to
+the real binary, so flow tests render for real while the cluster commands stay recorded.
 
 State: ``{"version": "v4.1.4", "releases": {"NS/NAME": [revision, ...]}, "fail": {...}, "sleep": {...}}``
 where a revision is ``{"revision", "status", "chart", "version", "app_version", "description", "values"}``,
@@ -157,6 +158,9 @@ def _upgrade(state: dict, key: str, args: list[str], flags: dict[str, list[str]]
 
 
 def main() -> int:
+    real = os.environ.get("FAKE_HELM_REAL")
+    if real and sys.argv[1:2] in (["template"], ["pull"]):
+        os.execv(real, [real, *sys.argv[1:]])  # rendering and pulling need no cluster: the real binary does them
     state_file, log_file = Path(os.environ["FAKE_HELM_STATE"]), Path(os.environ["FAKE_HELM_LOG"])
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     stdin = sys.stdin.read() if "-" in sys.argv[1:] else ""  # only `--values -` reads stdin; never block on an open one

@@ -1,0 +1,103 @@
+"""setup's release step and rebuild-runner end to end: real rendering, fake cluster (Kubernetes API + helm), real S3."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from blocks.store import StoreSettings
+from flows.rebuild import RebuildParameters, rebuild_runner
+from flows.setup import setup_runner_cache
+from tasks.chart_source import helm_binary
+from tests.kube.conftest import Cluster, FakeHelm
+from tests.kube.test_rollout import runner_deployment
+from tests.prefect_records import events, flow_run_artifacts
+
+REAL_HELM = helm_binary()
+MODERN_CHART = Path(__file__).parents[1] / "charts" / "modern"
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+@pytest.fixture
+def configured(cluster: Cluster, helm: FakeHelm, moto_store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> StoreSettings:
+    """A release on the fake cluster, the store on moto (it refuses writes to a missing bucket), real rendering."""
+    monkeypatch.setenv("FAKE_HELM_REAL", str(REAL_HELM))
+    env = {
+        "RUNNER_CACHE_STORE__BACKEND": "external",
+        "RUNNER_CACHE_STORE__ENDPOINT": moto_store.endpoint,
+        "RUNNER_CACHE_STORE__ACCESS_KEY": moto_store.access_key.get_secret_value(),
+        "RUNNER_CACHE_STORE__SECRET_KEY": moto_store.secret_key.get_secret_value(),
+        "RUNNER_CACHE_STORE__BUCKET": moto_store.bucket,
+        "RUNNER_CACHE_RELEASE__CHART": str(MODERN_CHART),
+        "RUNNER_CACHE_RELEASE__KUBECONFIG": str(cluster.kubeconfig),
+        "RUNNER_CACHE_RELEASE__TIMEOUT_SECONDS": "20",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cluster.api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gitlab-runner"}})
+    cluster.api.put(runner_deployment())
+    return moto_store
+
+
+def _steps(result: dict) -> dict[str, str]:
+    return {step["step"]: step["status"] for step in result["steps"]}
+
+
+def test_setup_configures_the_release_then_changes_nothing(configured: StoreSettings, helm: FakeHelm, cluster: Cluster) -> None:
+    first = setup_runner_cache(return_state=True).result()
+    assert _steps(first)["release"] == "changed"
+    assert [r["status"] for r in helm.revisions()] == ["deployed"]
+    assert cluster.api.secret_data("gitlab-runner", "runner-cache-s3")["secretkey"] == configured.secret_key.get_secret_value()
+    upgrade = next(record for record in helm.records() if record["argv"][0] == "upgrade")
+    assert "--rollback-on-failure" in upgrade["argv"]
+    assert configured.secret_key.get_secret_value() not in json.dumps(upgrade)
+
+    second = setup_runner_cache(return_state=True).result()
+    assert second["changed"] is False and _steps(second)["release"] == "unchanged"
+    assert len(helm.revisions()) == 1, "a second run with the same inputs must not make a new revision"
+
+
+def test_rebuild_upgrades_and_verifies(configured: StoreSettings, helm: FakeHelm) -> None:
+    configured.client().make_bucket(configured.bucket)
+    state = rebuild_runner(parameters=RebuildParameters(runner_image_tag="alpine-v18.6.0"), return_state=True)
+    result = state.result()
+    assert _steps(result) == {"release": "changed", "roundtrip": "unchanged", "pipeline": "skipped"}
+    deployed = helm.revisions()[-1]
+    assert deployed["values"]["image"]["tag"] == "alpine-v18.6.0"
+    artifact = " ".join(flow_run_artifacts(state.state_details.flow_run_id))
+    assert "**Changes made.**" in artifact
+    assert events("runner-cache.release.upgraded")
+
+
+def test_failed_verification_rolls_the_release_back(configured: StoreSettings, helm: FakeHelm) -> None:
+    configured.client().make_bucket(configured.bucket)
+    assert rebuild_runner(return_state=True).is_completed()  # revision 1
+    configured.client().remove_bucket(configured.bucket)  # the round trip now fails after the upgrade
+
+    state = rebuild_runner(parameters=RebuildParameters(chart_version=None, runner_image_tag="alpine-v18.7.0"), return_state=True)
+    assert state.is_failed()
+    result = state.result(raise_on_failure=False)
+    steps = _steps(result)
+    assert steps["release"] == "changed" and steps["roundtrip"] == "failed" and steps["rollback"] == "changed"
+    rollback = next(record for record in helm.records() if record["argv"][0] == "rollback")
+    assert rollback["argv"][1:3] == ["gitlab-runner", "1"]
+    assert helm.revisions()[-1]["status"] == "deployed" and len(helm.revisions()) == 3
+
+
+def test_no_rollback_when_turned_off(configured: StoreSettings, helm: FakeHelm) -> None:
+    configured.client().make_bucket(configured.bucket)
+    rebuild_runner()
+    configured.client().remove_bucket(configured.bucket)
+    state = rebuild_runner(parameters=RebuildParameters(runner_image_tag="alpine-v18.7.0", rollback_on_failure=False), return_state=True)
+    assert state.is_failed()
+    assert "rollback" not in helm.commands()
+    assert "rollback" not in _steps(state.result(raise_on_failure=False))
+
+
+def test_rebuild_without_a_release_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RUNNER_CACHE_RELEASE__CHART", raising=False)
+    state = rebuild_runner(return_state=True)
+    assert state.is_failed() and "RUNNER_CACHE_RELEASE__CHART" in state.message
