@@ -28,6 +28,7 @@ install-test: $(BIN)/python
 	bash scripts/get-helm.sh $(TOOLS)
 	bash scripts/get-chromium.sh
 
-## test: the whole suite (pytest's "no tests collected" exit code 5 fails like any other)
+## test: lint for undefined names, then the whole suite (pytest's "no tests collected" exit 5 fails like any other)
 test: install-test
+	$(BIN)/ruff check .
 	PATH="$(TOOLS):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 # Isolate everything a test run could touch before Prefect reads its settings.
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="runner-cache-tests-"))
-for _name in [name for name in os.environ if name.startswith("RUNNER_CACHE_")]:
+for _name in [name for name in os.environ if name.startswith("RUNNER_CACHE_") and not name.startswith("RUNNER_CACHE_ACCEPTANCE_")]:
     del os.environ[_name]
 os.environ.update(
     PREFECT_HOME=str(_SESSION_DIR / "prefect"),

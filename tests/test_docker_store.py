@@ -147,7 +147,7 @@ def test_image_drift_recreates_the_container_on_the_same_volume(engine: EngineSe
     result = ensure_docker_store(store)
 
     assert result.status == "changed" and result.data["drift"] == ["image"]
-    assert f"because its image changed" in result.detail and f"data in volume {VOLUME} kept" in result.detail
+    assert "because its image changed" in result.detail and f"data in volume {VOLUME} kept" in result.detail
     new = engine.engine.container(NAME)
     # the new image is pulled before the old container is stopped, and the volume is never removed
     assert posts(engine) == [

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from blocks.release import ReleaseSettings
 from blocks.store import StoreSettings
 from tests.fakes import fake_helm
+from tasks.chart_source import helm_binary
 from tests.fakes.kube_api import FakeKubeApi, KubeApiServer
 
 ACCESS = "SENTINELKUBEACCESS"
@@ -91,3 +92,43 @@ def helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHelm:
     monkeypatch.setenv("FAKE_HELM_STATE", str(fake.state_file))
     monkeypatch.setenv("FAKE_HELM_LOG", str(fake.log_file))
     return fake
+
+
+NS, NAME = "gitlab-runner", "gitlab-runner"
+REAL_HELM = helm_binary()  # resolved before the `helm` fixture puts the fake first on PATH
+MODERN_CHART = Path(__file__).parents[1] / "charts" / "modern"
+
+
+def runner_deployment(replicas: int = 2) -> dict:
+    labels = {"app": NAME}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": NAME, "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": NAME, "image": "gitlab/gitlab-runner:v18.5.0"}]}},
+        },
+    }
+
+
+@pytest.fixture
+def configured(cluster: Cluster, helm: FakeHelm, moto_store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> StoreSettings:
+    """A release on the fake cluster, the store on moto (it refuses writes to a missing bucket), real rendering."""
+    monkeypatch.setenv("FAKE_HELM_REAL", str(REAL_HELM))
+    env = {
+        "RUNNER_CACHE_STORE__BACKEND": "external",
+        "RUNNER_CACHE_STORE__ENDPOINT": moto_store.endpoint,
+        "RUNNER_CACHE_STORE__ACCESS_KEY": moto_store.access_key.get_secret_value(),
+        "RUNNER_CACHE_STORE__SECRET_KEY": moto_store.secret_key.get_secret_value(),
+        "RUNNER_CACHE_STORE__BUCKET": moto_store.bucket,
+        "RUNNER_CACHE_RELEASE__CHART": str(MODERN_CHART),
+        "RUNNER_CACHE_RELEASE__KUBECONFIG": str(cluster.kubeconfig),
+        "RUNNER_CACHE_RELEASE__TIMEOUT_SECONDS": "20",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cluster.api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gitlab-runner"}})
+    cluster.api.put(runner_deployment())
+    return moto_store

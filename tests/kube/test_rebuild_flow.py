@@ -3,43 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from blocks.store import StoreSettings
 from flows.rebuild import RebuildParameters, rebuild_runner
 from flows.setup import setup_runner_cache
-from tasks.chart_source import helm_binary
 from tests.kube.conftest import Cluster, FakeHelm
-from tests.kube.test_rollout import runner_deployment
 from tests.prefect_records import events, flow_run_artifacts
-
-REAL_HELM = helm_binary()
-MODERN_CHART = Path(__file__).parents[1] / "charts" / "modern"
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-@pytest.fixture
-def configured(cluster: Cluster, helm: FakeHelm, moto_store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> StoreSettings:
-    """A release on the fake cluster, the store on moto (it refuses writes to a missing bucket), real rendering."""
-    monkeypatch.setenv("FAKE_HELM_REAL", str(REAL_HELM))
-    env = {
-        "RUNNER_CACHE_STORE__BACKEND": "external",
-        "RUNNER_CACHE_STORE__ENDPOINT": moto_store.endpoint,
-        "RUNNER_CACHE_STORE__ACCESS_KEY": moto_store.access_key.get_secret_value(),
-        "RUNNER_CACHE_STORE__SECRET_KEY": moto_store.secret_key.get_secret_value(),
-        "RUNNER_CACHE_STORE__BUCKET": moto_store.bucket,
-        "RUNNER_CACHE_RELEASE__CHART": str(MODERN_CHART),
-        "RUNNER_CACHE_RELEASE__KUBECONFIG": str(cluster.kubeconfig),
-        "RUNNER_CACHE_RELEASE__TIMEOUT_SECONDS": "20",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    cluster.api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gitlab-runner"}})
-    cluster.api.put(runner_deployment())
-    return moto_store
 
 
 def _steps(result: dict) -> dict[str, str]:

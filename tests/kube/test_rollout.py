@@ -6,23 +6,8 @@ import pytest
 
 from blocks.release import ReleaseSettings
 from tasks.kube import KubeError, RolloutFailed, RolloutTimeout, rollout_state, wait_for_rollout
-from tests.kube.conftest import Cluster
+from tests.kube.conftest import NAME, NS, Cluster, runner_deployment
 
-NS, NAME = "gitlab-runner", "gitlab-runner"
-
-
-def runner_deployment(replicas: int = 2) -> dict:
-    labels = {"app": NAME}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": NAME, "namespace": NS},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": NAME, "image": "gitlab/gitlab-runner:v18.5.0"}]}},
-        },
-    }
 
 
 def test_waits_until_the_controller_reports_the_rollout_complete(cluster: Cluster, release: ReleaseSettings) -> None:
