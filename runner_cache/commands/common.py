@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
+from prefect.states import State
+
+from runner_cache.output import emit
 from tasks.report import StepResult, markdown_table
 
 
@@ -22,3 +26,15 @@ def steps_text(title: str, steps: list[StepResult]) -> str:
     else:
         verdict = "no changes"
     return f"{title}: {verdict}\n\n{table}"
+
+
+def report_flow_run(state: State, args: argparse.Namespace, title: str, text: Callable[[list[StepResult]], str] | None = None) -> int:
+    """Print a finished flow run's result (its steps, or the error that stopped it); 1 when the run failed."""
+    result = state.result(raise_on_failure=False)
+    flow_run_id = str(state.state_details.flow_run_id)
+    if isinstance(result, dict):
+        steps = [StepResult(**step) for step in result["steps"]]
+        emit({**result, "flow_run_id": flow_run_id}, as_json=args.json, text=(text or (lambda s: steps_text(title, s)))(steps))
+        return 1 if state.is_failed() else 0
+    emit({"changed": False, "steps": [], "error": str(result), "flow_run_id": flow_run_id}, as_json=args.json, text=f"{title} FAILED: {result}")
+    return 1

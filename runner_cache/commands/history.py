@@ -6,7 +6,15 @@ import argparse
 import re
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowFilter, FlowFilterName, FlowRunFilter
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateName,
+)
 from prefect.client.schemas.sorting import FlowRunSort
 
 from runner_cache.output import emit
@@ -14,6 +22,7 @@ from tasks.report import markdown_table
 
 FLOWS = ("setup-runner-cache", "prune-runner-cache", "verify-runner-cache", "rebuild-runner")
 _SECRET_NAME = re.compile(r"secret|token|password|key", re.IGNORECASE)
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")  # a markdown table's cell separator (escaped pipes stay in the cell)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,8 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def mask(parameters: dict) -> dict:
-    """Hide any parameter whose name suggests a secret; flows take block names, but be safe."""
-    return {name: "***" if _SECRET_NAME.search(name) and value else value for name, value in parameters.items()}
+    """Hide any parameter whose name suggests a secret, also inside nested models; flows take block names, but be safe."""
+    return {
+        name: "***" if _SECRET_NAME.search(name) and value else mask(value) if isinstance(value, dict) else value
+        for name, value in parameters.items()
+    }
 
 
 def _summary(markdown: str | None) -> str:
@@ -37,6 +49,16 @@ def _summary(markdown: str | None) -> str:
     return ""
 
 
+def _changes(markdown: str | None) -> list[str]:
+    """``step: what and why`` for each changed or failed step of a steps table (``tasks.report.steps_markdown``)."""
+    changes = []
+    for line in (markdown or "").splitlines():
+        cells = [cell.strip().replace("\\|", "|") for cell in _CELL_SPLIT.split(line.strip().strip("|"))]
+        if line.startswith("| ") and len(cells) == 4 and cells[1] in {"changed", "failed"}:
+            changes.append(f"{cells[0]}: {cells[2]}")
+    return changes
+
+
 def recent_runs(flow: str | None, limit: int) -> list[dict]:
     with get_client(sync_client=True) as client:
         flows = {f.id: f.name for f in client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow] if flow else list(FLOWS))))}
@@ -44,17 +66,22 @@ def recent_runs(flow: str | None, limit: int) -> list[dict]:
             return []
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows.values()))),
+            # past and current runs only: the nightly schedule keeps the next runs queued as "Scheduled"
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(not_any_=["Scheduled"]))),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=limit,
         )
         rows = []
         for run in runs:
             artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
-            markdown = next((a.data for a in artifacts if a.type == "markdown" and isinstance(a.data, str)), None)
+            flow_name = flows.get(run.flow_id, "?")
+            # the summary artifact is keyed by the flow's name; a flow may leave other markdown (e.g. evidence)
+            summaries = sorted((a for a in artifacts if a.type == "markdown" and isinstance(a.data, str)), key=lambda a: a.key != flow_name)
+            markdown = summaries[0].data if summaries else None
             rows.append(
                 {
                     "id": str(run.id),
-                    "flow": flows.get(run.flow_id, "?"),
+                    "flow": flow_name,
                     "name": run.name,
                     "deployment_id": str(run.deployment_id) if run.deployment_id else None,
                     "state": run.state.name if run.state else None,
@@ -62,6 +89,7 @@ def recent_runs(flow: str | None, limit: int) -> list[dict]:
                     "duration_seconds": round(run.total_run_time.total_seconds(), 2),
                     "parameters": mask(run.parameters),
                     "summary": _summary(markdown),
+                    "changes": _changes(markdown),
                 }
             )
         return rows
@@ -71,7 +99,10 @@ def run_history(args: argparse.Namespace) -> int:
     runs = recent_runs(args.flow, args.limit)
     table = markdown_table(
         ["started", "flow", "run", "state", "seconds", "parameters", "result"],
-        [[r["start_time"] or "-", r["flow"], r["name"], r["state"], r["duration_seconds"], r["parameters"], r["summary"]] for r in runs],
+        [
+            [r["start_time"] or "-", r["flow"], r["name"], r["state"], r["duration_seconds"], r["parameters"], "; ".join([r["summary"], *r["changes"]])]
+            for r in runs
+        ],
     )
     emit({"runs": runs}, as_json=args.json, text=table if runs else "no runs yet")
     return 0

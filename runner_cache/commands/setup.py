@@ -6,9 +6,8 @@ import argparse
 
 from blocks.config_block import resolve_config
 from flows.setup import plan_setup, setup_runner_cache
-from runner_cache.commands.common import add_common, steps_text
+from runner_cache.commands.common import add_common, report_flow_run, steps_text
 from runner_cache.output import emit
-from tasks.report import StepResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.set_defaults(func=run_plan)
     setup = subparsers.add_parser("setup", help="run the setup-runner-cache flow")
     add_common(setup)
+    setup.add_argument("--no-rollback", action="store_true", help="keep an upgraded release even when the pipeline check fails")
     setup.set_defaults(func=run_setup)
 
 
@@ -29,12 +29,5 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def run_setup(args: argparse.Namespace) -> int:
     resolve_config(args.config)  # a configuration error stops here, before any flow run starts
-    state = setup_runner_cache(config=args.config, return_state=True)
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, dict):
-        steps = [StepResult(**step) for step in result["steps"]]
-        emit({**result, "flow_run_id": str(state.state_details.flow_run_id)}, as_json=args.json, text=steps_text("setup", steps))
-        return 1 if state.is_failed() else 0
-    document = {"changed": False, "steps": [], "error": str(result), "flow_run_id": str(state.state_details.flow_run_id)}
-    emit(document, as_json=args.json, text=f"setup FAILED: {result}")
-    return 1
+    state = setup_runner_cache(config=args.config, rollback_on_failure=not args.no_rollback, return_state=True)
+    return report_flow_run(state, args, "setup")

@@ -6,8 +6,7 @@ import argparse
 
 from blocks.config_block import resolve_config
 from flows.verify import verify_runner_cache
-from runner_cache.commands.common import add_common, steps_text
-from runner_cache.output import emit
+from runner_cache.commands.common import add_common, report_flow_run, steps_text
 from tasks.report import StepResult
 
 
@@ -33,11 +32,4 @@ def _text(steps: list[StepResult]) -> str:
 def run_verify(args: argparse.Namespace) -> int:
     resolve_config(args.config)  # a configuration error stops here, before any flow run starts
     state = verify_runner_cache(config=args.config, roundtrip_first=not args.skip_roundtrip, return_state=True)
-    result = state.result(raise_on_failure=False)
-    flow_run_id = str(state.state_details.flow_run_id)
-    if isinstance(result, dict):
-        steps = [StepResult(**step) for step in result["steps"]]
-        emit({**result, "flow_run_id": flow_run_id}, as_json=args.json, text=_text(steps))
-        return 0 if result["passed"] else 1
-    emit({"passed": False, "steps": [], "error": str(result), "flow_run_id": flow_run_id}, as_json=args.json, text=f"verify FAILED: {result}")
-    return 1
+    return report_flow_run(state, args, "verify", text=_text)

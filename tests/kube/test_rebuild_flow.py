@@ -9,6 +9,7 @@ import pytest
 from blocks.store import StoreSettings
 from flows.rebuild import RebuildParameters, rebuild_runner
 from flows.setup import setup_runner_cache
+from runner_cache.cli import main
 from tests.kube.conftest import Cluster, FakeHelm
 from tests.prefect_records import events, flow_run_artifacts
 
@@ -76,3 +77,20 @@ def test_rebuild_without_a_release_says_what_to_set(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("RUNNER_CACHE_RELEASE__CHART", raising=False)
     state = rebuild_runner(return_state=True)
     assert state.is_failed() and "RUNNER_CACHE_RELEASE__CHART" in state.message
+
+
+def test_rebuild_command(configured: StoreSettings, helm: FakeHelm, capsys: pytest.CaptureFixture) -> None:
+    configured.client().make_bucket(configured.bucket)
+    assert main(["rebuild", "--runner-image-tag", "alpine-v18.6.0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert _steps(result)["release"] == "changed" and result["flow_run_id"]
+    assert helm.revisions()[-1]["values"]["image"]["tag"] == "alpine-v18.6.0"
+    assert main(["rebuild", "--runner-image-tag", "alpine-v18.6.0", "--no-verify"]) == 0
+    assert capsys.readouterr().out.startswith("rebuild: no changes")
+
+
+def test_rebuild_command_without_a_release_is_a_config_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("RUNNER_CACHE_RELEASE__CHART", raising=False)
+    assert main(["rebuild", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "RUNNER_CACHE_RELEASE__CHART" in captured.err
