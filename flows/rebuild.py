@@ -8,7 +8,8 @@ from pydantic import BaseModel, Field
 
 from blocks.config_block import resolve_config
 from flows.verify import run_pipeline_check
-from tasks.report import StepResult, finish
+from tasks.locks import exclusive
+from tasks.report import StepResult, finish, release_resource
 from tasks.roundtrip import roundtrip
 from tasks.runner_release import release_then_verify
 
@@ -20,11 +21,6 @@ class RebuildParameters(BaseModel):
     runner_image_tag: str | None = Field(None, title="Runner Image Tag", description="Override the runner image tag, e.g. alpine-v18.6.0.")
     verify: bool = Field(True, title="Verify", description="Prove the cache afterwards (round trip, and the pipeline when GitLab is configured).")
     rollback_on_failure: bool = Field(True, title="Rollback On Failure", description="Roll the release back when verification fails.")
-
-
-def release_resource(sections) -> dict[str, str]:
-    release = sections.release
-    return {"prefect.resource.id": f"runner-cache.release.{release.namespace}.{release.release}", "prefect.resource.name": release.release}
 
 
 @flow(name="rebuild-runner", persist_result=False)
@@ -42,12 +38,13 @@ def rebuild_runner(config: str | None = None, parameters: RebuildParameters = Re
     if parameters.verify:
         verifications = [("roundtrip", lambda: roundtrip(sections.store, sections.cache)), ("pipeline", lambda: run_pipeline_check(sections))]
     steps: list[StepResult] = []
-    release_then_verify(
-        sections,
-        steps,
-        verifications,
-        chart_version=parameters.chart_version,
-        image_tag=parameters.runner_image_tag,
-        rollback_on_failure=parameters.rollback_on_failure,
-    )
-    return finish("rebuild-runner", steps, event="runner-cache.rebuild", resource=release_resource(sections))
+    with exclusive(release=sections.release):
+        release_then_verify(
+            sections,
+            steps,
+            verifications,
+            chart_version=parameters.chart_version,
+            image_tag=parameters.runner_image_tag,
+            rollback_on_failure=parameters.rollback_on_failure,
+        )
+    return finish("rebuild-runner", steps, event="runner-cache.rebuild", resource=release_resource(sections.release))

@@ -9,6 +9,7 @@ from blocks.config_block import resolve_config
 from blocks.settings import RunnerCacheSections
 from flows.verify import run_pipeline_check
 from tasks.bucket import ensure_bucket, ensure_bucket_task
+from tasks.locks import exclusive
 from tasks.report import StepResult, bucket_resource, finish, run_steps
 from tasks.roundtrip import roundtrip
 from tasks.runner_release import release_then_verify
@@ -56,19 +57,20 @@ def setup_runner_cache(config: str | None = None, rollback_on_failure: bool = Tr
     """
     sections = resolve_config(config)
     steps: list[StepResult] = []
-    failure = run_steps(
-        steps,
-        [
-            ("store", lambda: provision_store(sections.store)),
-            ("bucket", lambda: ensure_bucket_task(sections.store, sections.cache)),
-            ("roundtrip", lambda: roundtrip(sections.store, sections.cache)),
-        ],
-    )
-    pipeline = [("pipeline", lambda: run_pipeline_check(sections))] if sections.gitlab.configured else []
-    if failure is None and sections.release.configured:
-        release_then_verify(sections, steps, pipeline, rollback_on_failure=rollback_on_failure)
-    elif failure is None:
-        run_steps(steps, pipeline)
+    with exclusive(release=sections.release if sections.release.configured else None, store=sections.store):
+        failure = run_steps(
+            steps,
+            [
+                ("store", lambda: provision_store(sections.store)),
+                ("bucket", lambda: ensure_bucket_task(sections.store, sections.cache)),
+                ("roundtrip", lambda: roundtrip(sections.store, sections.cache)),
+            ],
+        )
+        pipeline = [("pipeline", lambda: run_pipeline_check(sections))] if sections.gitlab.configured else []
+        if failure is None and sections.release.configured:
+            release_then_verify(sections, steps, pipeline, rollback_on_failure=rollback_on_failure)
+        elif failure is None:
+            run_steps(steps, pipeline)
     if failure is None:
         steps += skipped_steps(sections)
     return finish("setup-runner-cache", steps, event="runner-cache.setup", resource=bucket_resource(sections.store))

@@ -40,7 +40,7 @@ from blocks.errors import ConfigError
 from blocks.release import ReleaseSettings
 from tasks.chart_source import ChartError, read_chart_yaml, run_helm
 from tasks.logs import run_logger
-from tasks.report import StepResult, timed
+from tasks.report import StepResult, release_resource, timed
 from tasks.s3 import retry_on_transient
 
 READ_TIMEOUT = 60.0  # seconds, at most, for status, history, get values and version
@@ -72,10 +72,6 @@ class DeployedRelease:
     chart_digest: str | None
     values: dict[str, Any]
     deployed_revision: int | None
-
-
-def _resource(release: ReleaseSettings) -> dict[str, str]:
-    return {"prefect.resource.id": f"runner-cache.release.{release.namespace}.{release.release}", "prefect.resource.name": release.release}
 
 
 def _cluster_args(release: ReleaseSettings) -> list[str]:
@@ -252,7 +248,7 @@ def upgrade_release(
         return StepResult(step="release", status="planned", detail=detail, seconds=timer.seconds, data=data)
     emit_event(
         event="runner-cache.release.upgraded",
-        resource=_resource(release),
+        resource=release_resource(release),
         payload={"chart": label, "revision": revision, "previous_revision": previous, "reasons": reasons},
     )
     before = f"revision {previous}" if previous else "nothing deployed before"
@@ -316,7 +312,7 @@ def rollback_release(release: ReleaseSettings, revision: int, *, attempts: int =
         else:
             emit_event(
                 event="runner-cache.release.rollback-failed",
-                resource=_resource(release),
+                resource=release_resource(release),
                 payload={"revision": revision, "attempts": attempts, "error": errors[-1]},
             )
             times = f"{attempts} time{'s' if attempts != 1 else ''}"

@@ -13,6 +13,7 @@ from prefect.events import emit_event
 from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
+from blocks.release import ReleaseSettings
 from blocks.store import StoreSettings
 
 Status = Literal["changed", "unchanged", "skipped", "failed", "planned"]
@@ -75,6 +76,11 @@ def steps_markdown(title: str, steps: list[StepResult]) -> str:
 def bucket_resource(store: StoreSettings) -> dict[str, str]:
     """The event resource for a bucket: flows acting on the same bucket share it."""
     return {"prefect.resource.id": f"runner-cache.bucket.{store.bucket}", "prefect.resource.name": store.bucket, "endpoint": store.endpoint}
+
+
+def release_resource(release: ReleaseSettings) -> dict[str, str]:
+    """The event resource for a Helm release: the upgrade event and the automation that verifies after it share it."""
+    return {"prefect.resource.id": f"runner-cache.release.{release.namespace}.{release.release}", "prefect.resource.name": release.release}
 
 
 def run_steps(steps: list[StepResult], actions: list[tuple[str, Callable[[], StepResult]]]) -> Exception | None:

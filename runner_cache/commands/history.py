@@ -100,7 +100,7 @@ def run_history(args: argparse.Namespace) -> int:
     table = markdown_table(
         ["started", "flow", "run", "state", "seconds", "parameters", "result"],
         [
-            [r["start_time"] or "-", r["flow"], r["name"], r["state"], r["duration_seconds"], r["parameters"], "; ".join([r["summary"], *r["changes"]])]
+            [r["start_time"] or "-", r["flow"], r["name"], r["state"], r["duration_seconds"], r["parameters"], f"{r['summary']} {'; '.join(r['changes'])}".strip()]
             for r in runs
         ],
     )

@@ -61,9 +61,9 @@ def run_serve(args: argparse.Namespace) -> int:
             "",
             f"serving {', '.join(names)} on {api}",
             f"nightly prune: {schedule.cron} ({schedule.timezone}){'' if schedule.active else ', paused'}",
-            "stop with Ctrl+C; the schedule is paused until the next start",
+            "stop with Ctrl+C or SIGTERM; the deployments are paused until the next start",
         ]
     )
     emit(document, as_json=args.json, text=text)
-    serve_forever(deployments, limit=args.limit, announce=False)
+    serve_forever(deployments, limit=args.limit)
     return 0
