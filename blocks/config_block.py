@@ -35,5 +35,12 @@ def resolve_config(config: str | None) -> RunnerCacheSections:
         return load_settings()
     try:
         return RunnerCacheConfig.load(config)
+    except ValidationError as error:
+        raise ConfigError.from_validation(error) from None
+    except RuntimeError as error:  # Prefect wraps the block's ValidationError, whose text quotes the stored values
+        if isinstance(error.__cause__, ValidationError):
+            invalid = ConfigError.from_validation(error.__cause__)
+            raise ConfigError(f"the Runner Cache Config block {config!r} is invalid: {invalid}") from None
+        raise ConfigError(f"could not load the Runner Cache Config block {config!r}: {type(error).__name__}") from None
     except ValueError as error:
         raise ConfigError(f"no Runner Cache Config block named {config!r}: {error}") from None

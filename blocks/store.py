@@ -27,6 +27,16 @@ DEFAULT_MINIO_IMAGE = (
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or localhost: reachable only from this machine (not from a runner's pod)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
 def default_state_dir() -> Path:
     """Where the local store keeps its data, pid and generated credentials (XDG data dir)."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -155,14 +165,19 @@ class StoreSettings(BaseModel):
     secret_key: SecretStr | None = Field(None, description="Generated for the local backend when unset.")
     bucket: str = "runner"
     region: str = "us-east-1"
+    runner_url: str | None = Field(
+        None, description="Where runner pods reach the store, when not at the endpoint (e.g. a NodePort or ingress URL)."
+    )
     state_dir: Path = Field(default_factory=default_state_dir, description="Local backend: data, pid, credentials.")
     ready_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a provisioned store to answer.")
     docker: DockerStoreSettings = DockerStoreSettings()
     kubernetes: KubeStoreSettings = KubeStoreSettings()
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "runner_url")
     @classmethod
-    def _endpoint_is_a_url(cls, value: str) -> str:
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or "://" not in value:
             raise ValueError("must be a URL with scheme, e.g. http://127.0.0.1:9000 or https://minio.example.com")
@@ -220,8 +235,10 @@ class StoreSettings(BaseModel):
 
     @property
     def runner_endpoint(self) -> str:
-        """Where the runner's pods reach the store: the in-cluster Service for the ``kubernetes`` backend (the
-        endpoint may then be a port-forward only this tool uses), else the endpoint itself."""
+        """Where the runner's pods reach the store: ``runner_endpoint`` when set, the in-cluster Service for the
+        ``kubernetes`` backend (the endpoint may then be a port-forward only this tool uses), else the endpoint."""
+        if self.runner_url:
+            return self.runner_url
         return self.kubernetes.service_endpoint() if self.backend == "kubernetes" else self.endpoint
 
     @property

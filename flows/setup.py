@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prefect import flow
 from prefect.states import State
 
 from blocks.config_block import resolve_config
+from blocks.errors import ConfigError
 from blocks.settings import RunnerCacheSections
 from flows.verify import run_pipeline_check
 from tasks.bucket import ensure_bucket, ensure_bucket_task
 from tasks.locks import exclusive
 from tasks.report import StepResult, bucket_resource, finish, run_steps
 from tasks.roundtrip import roundtrip
-from tasks.runner_release import release_then_verify
+from tasks.runner_release import plan_release, release_then_verify
 from tasks.store import plan as plan_store
 from tasks.store import provision_store
 
@@ -35,15 +38,29 @@ def skipped_steps(config: RunnerCacheSections) -> list[StepResult]:
     return steps
 
 
+def _read_only(step: str, action: Callable[[], StepResult]) -> StepResult:
+    """A plan step; a store or cluster that cannot be read becomes a failed row, not a crash."""
+    try:
+        return action()
+    except ConfigError:
+        raise
+    except Exception as error:
+        return StepResult(step=step, status="failed", detail=f"{type(error).__name__}: {error}")
+
+
 def plan_setup(config: RunnerCacheSections) -> list[StepResult]:
-    """What setup would do, touching nothing (reads the store when it is reachable)."""
-    store_step = plan_store(config.store)
+    """What setup would do, touching nothing (reads the store and the cluster when they are reachable)."""
+    store_step = _read_only("store", lambda: plan_store(config.store))
     steps = [store_step]
     if store_step.status == "unchanged":
-        steps.append(ensure_bucket(config.store, config.cache, apply=False))
+        steps.append(_read_only("bucket", lambda: ensure_bucket(config.store, config.cache, apply=False)))
     else:
         steps.append(StepResult(step="bucket", status="planned", detail=f"would ensure bucket {config.store.bucket!r} and its lifecycle rule once the store runs"))
     steps.append(StepResult(step="roundtrip", status="planned", detail="would write, read back and delete a test archive"))
+    if config.release.configured:
+        steps.append(_read_only("release", lambda: plan_release(config)))
+    if config.gitlab.configured:
+        steps.append(StepResult(step="pipeline", status="planned", detail=f"would prove the cache with a two-job pipeline in {config.gitlab.project}"))
     return steps + skipped_steps(config)
 
 

@@ -17,7 +17,7 @@ from tomlkit.items import AoT, Table
 
 from blocks.cache import CacheSettings
 from blocks.errors import ConfigError
-from blocks.store import StoreSettings
+from blocks.store import StoreSettings, is_loopback
 from tasks.chart_source import Generation
 
 # What render-chart compares, in the runner's own [runners.cache] names.
@@ -33,6 +33,11 @@ def intended_settings(store: StoreSettings, cache: CacheSettings) -> Intended:
     """The runner's cache settings for this store: ``Insecure`` means plain HTTP, so it follows the scheme of
     the endpoint the runner uses (:attr:`StoreSettings.runner_endpoint`)."""
     runner_endpoint = urlsplit(store.runner_endpoint)
+    if is_loopback(runner_endpoint.hostname):
+        raise ConfigError(
+            f"the runner's pods cannot reach a store at {runner_endpoint.netloc} (a loopback address): set "
+            "RUNNER_CACHE_STORE__RUNNER_URL to the URL the pods use (e.g. http://minio.example.com:9000)"
+        )
     intended: Intended = {
         "Type": "s3",
         "ServerAddress": runner_endpoint.netloc,
@@ -54,17 +59,17 @@ def load_values_file(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     if not path.is_file():
-        raise ConfigError(f"release.values_file names {path}, which is not a file")
+        raise ConfigError(f"RUNNER_CACHE_RELEASE__VALUES_FILE names {path}, which is not a file")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"release.values_file {path} is not valid YAML{where}") from None
+        raise ConfigError(f"RUNNER_CACHE_RELEASE__VALUES_FILE {path} is not valid YAML{where}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise ConfigError(f"release.values_file {path} must hold a mapping of chart values")
+        raise ConfigError(f"RUNNER_CACHE_RELEASE__VALUES_FILE {path} must hold a mapping of chart values")
     return values
 
 

@@ -30,18 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from pydantic import SecretStr
 
 from blocks.errors import ConfigError
 from blocks.release import ReleaseSettings
 from tasks.chart_source import ChartError, read_chart_yaml, run_helm
+from tasks.chart_values import load_values_file
 from tasks.logs import run_logger
 from tasks.report import StepResult, release_resource, timed
-from tasks.s3 import retry_on_transient
 
 READ_TIMEOUT = 60.0  # seconds, at most, for status, history, get values and version
 DIGEST_MARK = "runner-cache chart-sha256="
@@ -153,19 +150,16 @@ def merge_values(base: dict, override: dict) -> dict:
     return merged
 
 
-def expected_values(release: ReleaseSettings, values: dict) -> dict:
-    """The user-supplied values helm will record: the user's values file, then ours over it."""
-    if release.values_file is None:
-        return json.loads(json.dumps(values))
-    if not release.values_file.is_file():
-        raise ConfigError(f"RUNNER_CACHE_RELEASE__VALUES_FILE names {release.values_file}, which is not a file")
-    try:
-        user = yaml.safe_load(release.values_file.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{release.values_file} is not valid YAML: {getattr(error, 'problem', None) or type(error).__name__}") from None
-    if not isinstance(user, dict):
-        raise ConfigError(f"{release.values_file} must hold a YAML mapping of chart values")
-    return merge_values(json.loads(json.dumps(user)), json.loads(json.dumps(values)))
+def expected_values(release: ReleaseSettings, values: dict, deployed: DeployedRelease | None) -> dict:
+    """The values helm will record: what the release already has, then the user's values file, then ours.
+
+    This mirrors ``--reset-then-reuse-values``: everything the release was installed with (``gitlabUrl``, the
+    runner token, a rebuild's image tag …) is kept, and runner-cache only ever overrides the keys it owns — without
+    those values passing through a file of ours.
+    """
+    base = json.loads(json.dumps(deployed.values)) if deployed else {}
+    user = json.loads(json.dumps(load_values_file(release.values_file)))
+    return merge_values(merge_values(base, user), json.loads(json.dumps(values)))
 
 
 def value_paths(old: Any, new: Any, path: str = "") -> list[str]:
@@ -233,7 +227,8 @@ def upgrade_release(
     label, digest, where = f"{name}-{version}", chart_digest(chart), f"{release.namespace}/{release.release}"
     with timed() as timer:
         deployed = deployed_release(release)
-        reasons = release_drift(deployed, label, digest, patched, expected_values(release, values))
+        wanted = expected_values(release, values, deployed)
+        reasons = release_drift(deployed, label, digest, patched, wanted)
         previous = deployed.deployed_revision if deployed else None
         if reasons and apply:
             revision = _upgrade(release, chart, values, label, digest, reasons, secrets)
@@ -272,7 +267,7 @@ def _upgrade(
     with tempfile.TemporaryDirectory(prefix="runner-cache-helm-") as private:  # mode 0700, removed with the file
         args = [
             "upgrade", release.release, str(chart), "--install", *_cluster_args(release), "--create-namespace",
-            "--reset-values", "--wait", "--timeout", f"{timeout}s", rollback_flag, "--description", f"{DIGEST_MARK}{digest}",
+            "--reset-then-reuse-values", "--wait", "--timeout", f"{timeout}s", rollback_flag, "--description", f"{DIGEST_MARK}{digest}",
             *(["--values", str(release.values_file)] if release.values_file else []),
             "--values", str(_write_values(Path(private), values)),
         ]  # fmt: skip
@@ -325,14 +320,3 @@ def rollback_release(release: ReleaseSettings, revision: int, *, attempts: int =
         seconds=timer.seconds,
         data={"release": release.release, "namespace": release.namespace, "revision": revision, "attempts": len(errors) + 1},
     )
-
-
-upgrade_release_task = task(
-    upgrade_release,
-    name="upgrade-release",
-    retries=2,
-    retry_delay_seconds=[10, 30],
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)

@@ -25,8 +25,6 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError
 
 from blocks.errors import ConfigError
@@ -34,7 +32,6 @@ from blocks.release import ReleaseSettings
 from blocks.store import KubeStoreSettings, StoreSettings
 from tasks.logs import run_logger
 from tasks.report import StepResult, timed
-from tasks.s3 import retry_on_transient
 
 Cluster = ReleaseSettings | KubeStoreSettings  # anything that says which kubeconfig and context to use
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read: seconds for each API call
@@ -223,7 +220,7 @@ def ensure_cache_secret(release: ReleaseSettings, store: StoreSettings, *, apply
         elif live is None:
             ensure_namespace(kube, namespace)
             run_logger(__name__).info("creating %s with the store's accesskey and secretkey", where)
-            kube.create(
+            live = kube.create(
                 "Secret",
                 namespace,
                 {
@@ -238,7 +235,7 @@ def ensure_cache_secret(release: ReleaseSettings, store: StoreSettings, *, apply
         else:
             words = f"{' and '.join(drift)} in {where}: {'it differed' if len(drift) == 1 else 'they differed'} from the store's credentials"
             run_logger(__name__).info("updating %s", words)
-            kube.patch("Secret", namespace, name, {"data": {key: data[key] for key in drift}})
+            live = kube.patch("Secret", namespace, name, {"data": {key: data[key] for key in drift}})
             status, detail = "changed", f"updated {words}"
         writes = list(kube.writes)
     return StepResult(
@@ -246,7 +243,14 @@ def ensure_cache_secret(release: ReleaseSettings, store: StoreSettings, *, apply
         status=status,
         detail=detail,
         seconds=timer.seconds,
-        data={"namespace": namespace, "secret": name, "changed_keys": drift if status != "unchanged" else [], "writes": writes},
+        data={
+            "namespace": namespace,
+            "secret": name,
+            "changed_keys": drift if status != "unchanged" else [],
+            "writes": writes,
+            # changes whenever the Secret's data changes: put into the runner's pod template, it restarts the pods
+            "resource_version": (live or {}).get("metadata", {}).get("resourceVersion"),
+        },
     )
 
 
@@ -306,23 +310,3 @@ def wait_for_rollout(cluster: Cluster, namespace: str, deployment: str, timeout:
         seconds=timer.seconds,
         data={"namespace": namespace, "deployment": deployment, "generation": live["metadata"].get("generation"), "state": words},
     )
-
-
-ensure_cache_secret_task = task(
-    ensure_cache_secret,
-    name="ensure-cache-secret",
-    retries=3,
-    retry_delay_seconds=[2, 5, 10],
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
-wait_for_rollout_task = task(
-    wait_for_rollout,
-    name="wait-for-rollout",
-    retries=2,
-    retry_delay_seconds=[5, 10],
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)

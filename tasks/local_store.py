@@ -19,11 +19,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from blocks.errors import ConfigError
-from blocks.store import StoreSettings
+from blocks.store import StoreSettings, is_loopback
 from tasks.report import StepResult, timed
 from tasks.s3 import StoreUnreachable, wait_until_ready
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # Every port weed mini opens besides the S3 one; each gets a free port so that two stores can run side by side.
 _OTHER_PORTS = (
     "s3.port.grpc",
@@ -117,7 +116,7 @@ def _ports(store: StoreSettings, ports_file: Path) -> dict[str, int]:
 
 def _validate(store: StoreSettings) -> None:
     host = urlsplit(store.endpoint).hostname
-    if host not in LOOPBACK:
+    if not is_loopback(host):
         raise ConfigError(f"the local backend serves on 127.0.0.1 only; RUNNER_CACHE_STORE__ENDPOINT has host {host!r}")
     if store.secure:
         raise ConfigError("the local backend serves plain HTTP: use an http:// RUNNER_CACHE_STORE__ENDPOINT")

@@ -38,7 +38,7 @@ from tasks.prune_rules import Decider, Listed, PruneOptions, SizeCutoff, Superse
 
 ROW_LIMIT = 500  # rows kept for the table artifact and the flow result; the full list goes to the deletions file
 ERROR_LIMIT = 200
-PROGRESS_INTERVAL = 2.0
+PROGRESS_INTERVAL = 5.0  # seconds between progress artifact updates (each is an API call)
 
 
 class DeletionRow(BaseModel):

@@ -20,7 +20,7 @@ import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -114,10 +114,8 @@ def kept_by(globs: list[str], obj: CacheObject, name: str) -> str | None:
     return next((glob for glob in globs if fnmatch.fnmatchcase(obj.key, glob) or fnmatch.fnmatchcase(name, glob)), None)
 
 
-def age_reason(item: Listed, now: datetime, max_age_days: float) -> str | None:
+def age_reason(item: Listed, now: datetime, max_age_days: float) -> str:
     age = (now - item.last_modified).total_seconds() / 86400
-    if age <= max_age_days:
-        return None
     return f"max-age: last written {age:.1f} days ago (limit {max_age_days:g})"
 
 
@@ -294,13 +292,16 @@ class Decider:
     superseded: SupersededIndex | None = None
     ref_slugs: Callable[[int], frozenset[str] | None] | None = None
 
+    def __post_init__(self) -> None:
+        days = self.options.max_age_days
+        self._oldest_kept = self.now - timedelta(days=days) if days else None
+
     def before_size(self, item: Listed, obj: CacheObject) -> tuple[str | None, str | None]:
         """``(reason, None)`` when a rule other than the size budget removes it, ``(None, glob)`` when kept by a glob."""
-        glob = kept_by(self.options.keep, obj, item.name)
-        if glob is not None:
+        if self.options.keep and (glob := kept_by(self.options.keep, obj, item.name)) is not None:
             return None, glob
-        if self.options.max_age_days and (reason := age_reason(item, self.now, self.options.max_age_days)):
-            return reason, None
+        if self._oldest_kept is not None and item.last_modified < self._oldest_kept:
+            return age_reason(item, self.now, self.options.max_age_days), None
         if self.superseded is not None and (reason := self.superseded.reason(obj)):
             return reason, None
         if self.ref_slugs is not None:

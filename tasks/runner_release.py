@@ -29,15 +29,23 @@ class VerificationFailed(RuntimeError):
     """Verification after an upgrade failed; raised inside the transaction so that its rollback hook runs."""
 
 
-def with_image_tag(plan: ChartPlan, tag: str | None) -> dict[str, Any]:
-    """Our values plus the runner image tag, in the shape the chart's ``image`` value has (map or string)."""
-    if not tag:
-        return plan.values
+SECRET_VERSION_ANNOTATION = "runner-cache.io/cache-secret-version"
+
+
+def release_values(plan: ChartPlan, image_tag: str | None, secret_version: str | None) -> dict[str, Any]:
+    """Our values, plus the runner image tag in the shape the chart's ``image`` value has (map or string), plus
+    the credentials Secret's version as a pod annotation, so new credentials restart the runner pods (the runner
+    reads them only when it starts)."""
+    values = dict(plan.values)
+    if secret_version:
+        values["podAnnotations"] = {**values.get("podAnnotations", {}), SECRET_VERSION_ANNOTATION: secret_version}
+    if not image_tag:
+        return values
     image = chart_default_values(plan.chart_dir).get("image")
     if isinstance(image, str):
         repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
-        return {**plan.values, "image": f"{repository}:{tag}"}
-    return {**plan.values, "image": {**(image or {}), **plan.values.get("image", {}), "tag": tag}}
+        return {**values, "image": f"{repository}:{image_tag}"}
+    return {**values, "image": {**(image or {}), **values.get("image", {}), "tag": image_tag}}
 
 
 def _deployment(plan: ChartPlan) -> str | None:
@@ -47,53 +55,71 @@ def _deployment(plan: ChartPlan) -> str | None:
     return name if kind == "Deployment" else None
 
 
-def configure_release(config: RunnerCacheSections, chart_version: str | None = None, image_tag: str | None = None) -> StepResult:
-    """Make the deployed runner get the intended cache settings; no new revision when nothing differs.
+def prepare_release(config: RunnerCacheSections, workdir: Path, chart_version: str | None = None) -> tuple[ChartPlan, StepResult]:
+    """Render, verify and (if needed) patch the chart; create or update the credentials Secret. Safe to retry."""
+    plan = prepare_chart(config, version=chart_version, workdir=workdir)
+    return plan, ensure_cache_secret(config.release, config.store)
 
-    ``data`` carries ``previous_revision`` (set only when this call upgraded) for the rollback hook.
+
+def upgrade_and_roll_out(config: RunnerCacheSections, plan: ChartPlan, secret: StepResult, image_tag: str | None = None) -> StepResult:
+    """``helm upgrade`` (skipped when nothing differs), then wait for the runner Deployment's rollout.
+
+    Not retried as a whole: a retry after a successful upgrade would find nothing to do and lose the
+    previous revision that a failed verification rolls back to. helm itself waits and rolls back its own failures.
     """
     release = config.release
-    access, secret = config.store.credentials()
-    with timed() as timer, tempfile.TemporaryDirectory(prefix="runner-cache-chart-") as workdir:
-        plan = prepare_chart(config, version=chart_version, workdir=Path(workdir))
-        secret_step = ensure_cache_secret(release, config.store)
-        upgrade = upgrade_release(release, plan.chart_dir, with_image_tag(plan, image_tag), patched=plan.patched, secrets=[access, secret])
+    access, secret_key = config.store.credentials()
+    values = release_values(plan, image_tag, secret.data.get("resource_version"))
+    with timed() as timer:
+        upgrade = upgrade_release(release, plan.chart_dir, values, patched=plan.patched, secrets=[access, secret_key])
         deployment = _deployment(plan)
         if upgrade.status == "changed" and deployment:
             rollout = wait_for_rollout(release, release.namespace, deployment, timeout=release.timeout_seconds)
             upgrade.detail += f"; {rollout.detail}"
-    parts = [secret_step.detail, upgrade.detail]
+    parts = [secret.detail, upgrade.detail]
     if plan.patched:
         parts.insert(0, f"patched a copy of chart {plan.name}-{plan.version} ({plan.generation}) so the runner reads its cache settings right")
-    changed = "changed" in {secret_step.status, upgrade.status}
     return StepResult(
         step="release",
-        status="changed" if changed else "unchanged",
+        status="changed" if "changed" in {secret.status, upgrade.status} else "unchanged",
         detail="; ".join(parts),
-        seconds=timer.seconds,
+        seconds=round(timer.seconds + secret.seconds, 3),
         data={
             **upgrade.data,
             "generation": plan.generation,
             "patched": plan.patched,
             "patch": plan.patch,
-            "secret": secret_step.data,
+            "secret": secret.data,
             "previous_revision": upgrade.data.get("previous_revision") if upgrade.status == "changed" else None,
         },
     )
 
 
-configure_release_task = task(
-    configure_release,
-    name="configure-release",
+def plan_release(config: RunnerCacheSections) -> StepResult:
+    """What the release step would do: renders the chart and reads the cluster, changes nothing."""
+    with tempfile.TemporaryDirectory(prefix="runner-cache-chart-") as workdir:
+        plan = prepare_chart(config, workdir=Path(workdir))
+        secret = ensure_cache_secret(config.release, config.store, apply=False)
+        access, secret_key = config.store.credentials()
+        values = release_values(plan, None, secret.data.get("resource_version"))
+        upgrade = upgrade_release(config.release, plan.chart_dir, values, patched=plan.patched, secrets=[access, secret_key], apply=False)
+    planned = "planned" in {secret.status, upgrade.status}
+    return StepResult(step="release", status="planned" if planned else "unchanged", detail=f"{secret.detail}; {upgrade.detail}")
+
+
+prepare_release_task = task(
+    prepare_release,
+    name="prepare-release",
     retries=2,
     retry_delay_seconds=[10, 30],
     retry_condition_fn=retry_on_transient,
     cache_policy=NO_CACHE,
     persist_result=False,
 )
+upgrade_release_task = task(upgrade_and_roll_out, name="upgrade-release", cache_policy=NO_CACHE, persist_result=False)
 
 
-@configure_release_task.on_rollback
+@upgrade_release_task.on_rollback
 def _roll_back(txn: Transaction) -> None:
     """Return the release to the revision it had before this run upgraded it (a no-op when nothing was upgraded)."""
     release: ReleaseSettings | None = txn.get("release", None)
@@ -128,8 +154,9 @@ def release_then_verify(
     """
     scope = transaction() if rollback_on_failure else nullcontext()
     try:
-        with scope as txn:
-            release = configure_release_task(config, chart_version, image_tag)
+        with scope as txn, tempfile.TemporaryDirectory(prefix="runner-cache-chart-") as workdir:
+            plan, secret = prepare_release_task(config, Path(workdir), chart_version)
+            release = upgrade_release_task(config, plan, secret, image_tag)
             steps.append(release)
             if txn is not None:
                 txn.set("release", config.release)

@@ -25,8 +25,8 @@ _RUNNING_WITH = re.compile(r"^Running with gitlab-runner (?P<version>\S+)")
 _RUNNING_ON = re.compile(r"^Running on (?P<host>\S+) via ", re.MULTILINE)
 _CHECKING = re.compile(r"Checking cache for (?P<key>.+?)(?: \(fallback\))?\.\.\.\s*$", re.MULTILINE)
 _CREATING = re.compile(r"Creating cache (?P<key>.+?)\.\.\.\s*$", re.MULTILINE)
-_UPLOADING = re.compile(r"Uploading cache\.zip to (?P<url>\S+)")
-_DOWNLOADING = re.compile(r"Downloading cache(?:\.zip)? from (?P<url>\S+)")
+_UPLOADING = re.compile(r"Uploading cache\.[a-z.]+ to (?P<url>\S+)")  # cache.zip, cache.tar.zst … (CACHE_COMPRESSION_FORMAT)
+_DOWNLOADING = re.compile(r"Downloading cache(?:\.[a-z.]+)? from (?P<url>\S+)")
 _URL_QUERY = re.compile(r"(?P<base>https?://[^\s\"'?]+)\?[^\s\"']*")
 
 _SCHEME_ERRORS = (
@@ -150,10 +150,6 @@ def checked_key(trace: str) -> str | None:
 
 def upload_url(trace: str) -> str | None:
     return _first(_UPLOADING, trace, "url")
-
-
-def download_url(trace: str) -> str | None:
-    return _first(_DOWNLOADING, trace, "url")
 
 
 def uploaded(trace: str) -> bool:

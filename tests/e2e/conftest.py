@@ -196,6 +196,7 @@ def cluster(session_dir: Path) -> Iterator[Cluster]:
             "HELM_CONFIG_HOME": str(work / "helm-config"),
             "HELM_DATA_HOME": str(work / "helm-data"),
             "RUNNER_CACHE_RELEASE__CHART": str(CHART),
+            "RUNNER_CACHE_STORE__RUNNER_URL": "http://minio.runner-cache.svc:9000",  # what the pods would use
             "RUNNER_CACHE_RELEASE__KUBECONFIG": str(server.kubeconfig(work / "kubeconfig")),
             "RUNNER_CACHE_RELEASE__TIMEOUT_SECONDS": "30",
         }

@@ -29,7 +29,7 @@ import yaml
 
 VALUE_FLAGS = {"--namespace", "-n", "--kubeconfig", "--kube-context", "--output", "-o", "--max", "--revision", "--timeout"}
 VALUE_FLAGS |= {"--description", "--values", "-f", "--template", "--version"}
-BOOL_FLAGS = {"--install", "--create-namespace", "--reset-values", "--wait", "--atomic", "--rollback-on-failure"}
+BOOL_FLAGS = {"--install", "--create-namespace", "--reset-then-reuse-values", "--wait", "--atomic", "--rollback-on-failure"}
 V4_ONLY = {"--rollback-on-failure"}
 
 
@@ -135,7 +135,8 @@ def _upgrade(state: dict, key: str, args: list[str], flags: dict[str, list[str]]
     if "--atomic" in flags and version.startswith("v4"):
         sys.stderr.write("Flag --atomic has been deprecated, use --rollback-on-failure instead\n")
     chart = yaml.safe_load((chart_path / "Chart.yaml").read_text())
-    values: dict = {}
+    last = next((revision for revision in reversed(revisions or []) if revision["status"] == "deployed"), None)
+    values: dict = dict(last["values"] or {}) if last and "--reset-then-reuse-values" in flags else {}
     for path in flags.get("--values", []):
         if path == "-":
             values = _merge(values, yaml.safe_load(record["stdin"]) or {})

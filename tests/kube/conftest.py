@@ -124,6 +124,7 @@ def configured(cluster: Cluster, helm: FakeHelm, moto_store: StoreSettings, monk
         "RUNNER_CACHE_STORE__SECRET_KEY": moto_store.secret_key.get_secret_value(),
         "RUNNER_CACHE_STORE__BUCKET": moto_store.bucket,
         "RUNNER_CACHE_RELEASE__CHART": str(MODERN_CHART),
+        "RUNNER_CACHE_STORE__RUNNER_URL": "http://minio.runner-cache.svc:9000",  # the pods cannot use 127.0.0.1
         "RUNNER_CACHE_RELEASE__KUBECONFIG": str(cluster.kubeconfig),
         "RUNNER_CACHE_RELEASE__TIMEOUT_SECONDS": "20",
     }

@@ -91,7 +91,7 @@ def test_first_install_then_nothing_to_do(helm: FakeHelm, release: ReleaseSettin
     call = _upgrade_call(helm)
     argv = call["argv"]
     assert argv[:4] == ["upgrade", release.release, str(CHART), "--install"]
-    for flag in ("--wait", "--reset-values", "--create-namespace", "--rollback-on-failure"):
+    for flag in ("--wait", "--reset-then-reuse-values", "--create-namespace", "--rollback-on-failure"):
         assert flag in argv
     assert "--atomic" not in argv
     assert argv[argv.index("--timeout") + 1] == "30s"
@@ -167,7 +167,7 @@ def test_user_values_file_goes_first_and_counts_for_the_no_op(helm: FakeHelm, re
 def test_bad_user_values_file(helm: FakeHelm, release: ReleaseSettings, tmp_path: Path) -> None:
     listing = tmp_path / "list.yaml"
     listing.write_text("- a\n- b\n")
-    with pytest.raises(ConfigError, match="must hold a YAML mapping"):
+    with pytest.raises(ConfigError, match="must hold a mapping of chart values"):
         upgrade_release(release.model_copy(update={"values_file": listing}), CHART, VALUES)
     with pytest.raises(ConfigError, match="RUNNER_CACHE_RELEASE__VALUES_FILE names .*missing.yaml, which is not a file"):
         upgrade_release(release.model_copy(update={"values_file": tmp_path / "missing.yaml"}), CHART, VALUES)
@@ -263,3 +263,19 @@ def test_failed_rollback_emits_an_event(helm: FakeHelm, release: ReleaseSettings
     [event] = _events("runner-cache.release.rollback-failed", release)
     assert event["payload"]["revision"] == 1 and event["payload"]["attempts"] == 2
     assert "timed out waiting for the condition" in event["payload"]["error"]
+
+
+def test_values_the_release_was_installed_with_are_kept(helm: FakeHelm, release: ReleaseSettings) -> None:
+    """A release installed by hand (`helm install -f values.yaml`) keeps gitlabUrl, its token and the rest."""
+    helm.set_state(releases={"gitlab-runner/gitlab-runner": [{
+        "revision": 1, "status": "deployed", "chart": "gitlab-runner", "version": "0.60.0", "app_version": "",
+        "description": "Install complete", "values": {"gitlabUrl": "https://gitlab.example.com/", "runnerToken": "by-hand", "concurrent": 8},
+    }]})  # fmt: skip
+    first = upgrade_release(release, CHART, VALUES)
+    assert first.status == "changed"
+    assert "gitlabUrl" not in " ".join(first.data["reasons"]), "keys we do not own are not drift"
+    assert "--reset-then-reuse-values" in _upgrade_call(helm)["argv"]
+    stored = helm.revisions()[-1]["values"]
+    assert (stored["gitlabUrl"], stored["runnerToken"], stored["concurrent"]) == ("https://gitlab.example.com/", "by-hand", 8)
+    assert "by-hand" not in json.dumps(_upgrade_call(helm)["values_files"]), "the user's values never pass through our file"
+    assert upgrade_release(release, CHART, VALUES).status == "unchanged"

@@ -10,6 +10,7 @@ from blocks.store import StoreSettings
 from flows.rebuild import RebuildParameters, rebuild_runner
 from flows.setup import setup_runner_cache
 from runner_cache.cli import main
+from tasks.runner_release import SECRET_VERSION_ANNOTATION
 from tests.kube.conftest import Cluster, FakeHelm
 from tests.prefect_records import events, flow_run_artifacts
 
@@ -94,3 +95,37 @@ def test_rebuild_command_without_a_release_is_a_config_error(monkeypatch: pytest
     assert main(["rebuild", "--json"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "RUNNER_CACHE_RELEASE__CHART" in captured.err
+
+
+def test_new_credentials_restart_the_runner_pods(configured: StoreSettings, helm: FakeHelm, cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner reads the Secret only when it starts: a changed Secret must change the pod template."""
+    setup_runner_cache()
+    first = helm.revisions()[-1]["values"]["podAnnotations"][SECRET_VERSION_ANNOTATION]
+    monkeypatch.setenv("RUNNER_CACHE_STORE__SECRET_KEY", "rotated-secret-value")
+    result = setup_runner_cache(return_state=True).result()
+    assert _steps(result)["release"] == "changed"
+    assert cluster.api.secret_data("gitlab-runner", "runner-cache-s3")["secretkey"] == "rotated-secret-value"
+    second = helm.revisions()[-1]["values"]["podAnnotations"][SECRET_VERSION_ANNOTATION]
+    assert second != first and len(helm.revisions()) == 2
+    assert "rotated-secret-value" not in json.dumps(helm.records())
+
+
+def test_plan_reads_the_release_without_changing_it(configured: StoreSettings, helm: FakeHelm, cluster: Cluster, capsys: pytest.CaptureFixture) -> None:
+    assert main(["plan", "--json"]) == 0
+    planned = {step["step"]: step for step in json.loads(capsys.readouterr().out)["steps"]}
+    assert planned["release"]["status"] == "planned" and "would create Secret" in planned["release"]["detail"]
+    assert "upgrade" not in helm.commands() and cluster.api.writes() == []
+    setup_runner_cache()
+    assert main(["plan", "--json"]) == 0
+    planned = {step["step"]: step for step in json.loads(capsys.readouterr().out)["steps"]}
+    assert planned["release"]["status"] == "unchanged"
+
+
+def test_plan_reports_an_unreachable_store_as_a_failed_step(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("RUNNER_CACHE_STORE__BACKEND", "external")
+    monkeypatch.setenv("RUNNER_CACHE_STORE__ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("RUNNER_CACHE_STORE__ACCESS_KEY", "abc")
+    monkeypatch.setenv("RUNNER_CACHE_STORE__SECRET_KEY", "abcdefgh")
+    assert main(["plan", "--json"]) == 1
+    planned = {step["step"]: step for step in json.loads(capsys.readouterr().out)["steps"]}
+    assert planned["store"]["status"] == "failed" and "not reachable" in planned["store"]["detail"]
