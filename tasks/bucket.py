@@ -100,6 +100,8 @@ def _ensure_lifecycle(client: Minio, store: StoreSettings, cache: CacheSettings,
             f"now {prefix!r}, {days} days, so it covers exactly where the runner writes)"
         )
         verb, done = "update", "updated"
+        if old_prefix and old_prefix != prefix:
+            what += f"; objects still under {old_prefix!r} from the old layout no longer expire: prune them (runner-cache prune)"
     if not apply:
         return f"would {verb} {what}"
     others = [rule for rule in rules if rule.rule_id != RULE_ID]

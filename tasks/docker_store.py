@@ -371,10 +371,15 @@ def ensure_docker_store(store: StoreSettings) -> StepResult:
                 container = _create(client, store, spec)
                 action = f"created and started container {name} publishing {spec.published}"
             elif drift:
-                log.info("recreating container %s: its %s changed; %s is kept", name, ", ".join(drift), data_words)
+                moved = "data volume" in drift
+                if moved:  # the old volume keeps the old data; the new one starts empty
+                    data_words = f"data now in {_volume_words(store)}; the previous volume and its data were left as they were"
+                else:
+                    data_words += " kept"
+                log.info("recreating container %s: its %s changed; %s", name, ", ".join(drift), data_words)
                 _stop_and_remove(container, store)
                 container = _create(client, store, spec)
-                action, data_words = f"recreated container {name} because its {', '.join(drift)} changed", data_words + " kept"
+                action = f"recreated container {name} because its {', '.join(drift)} changed"
             elif not _is_up(container):
                 log.info("starting container %s: it was %s", name, container.status)
                 _start(container, store)

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.states import Failed, State
@@ -15,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from blocks.release import ReleaseSettings
 from blocks.store import StoreSettings
+from tasks.logs import run_logger
 
 Status = Literal["changed", "unchanged", "skipped", "failed", "planned"]
 
@@ -85,7 +85,7 @@ def release_resource(release: ReleaseSettings) -> dict[str, str]:
 
 def run_steps(steps: list[StepResult], actions: list[tuple[str, Callable[[], StepResult]]]) -> Exception | None:
     """Run named ``actions`` in order until one fails; the failure becomes a step with its reason."""
-    logger = get_run_logger()
+    logger = run_logger(__name__)
     for name, action in actions:
         try:
             result = action()
@@ -120,5 +120,5 @@ def finish(title: str, steps: list[StepResult], *, event: str, resource: dict[st
         failed_step = next(step for step in steps if step.status == "failed")
         return Failed(message=f"{failed_step.step} failed: {failed_step.detail}", data=result)
     if not changed:
-        get_run_logger().info("no changes: everything was already as configured")
+        run_logger(__name__).info("no changes: everything was already as configured")
     return result

@@ -22,7 +22,7 @@ from blocks.cache import CacheSettings
 from blocks.store import StoreSettings, http_pool
 from tasks.cache_keys import cache_object
 from tasks.report import StepResult, timed
-from tasks.s3 import StoreUnreachable, retry_on_transient
+from tasks.s3 import StoreUnreachable, reason, retry_on_transient
 
 # A short token and project id no real runner produces together with this key; the object lives for seconds.
 CHECK_SHORT_TOKEN = "rccheck00"
@@ -36,9 +36,12 @@ class RoundTripFailed(RuntimeError):
 def _request(http: urllib3.PoolManager, method: str, url: str, **kwargs: object) -> urllib3.BaseHTTPResponse:
     """One presigned request; connection errors are re-raised without the URL, which carries the access key."""
     try:
-        return http.request(method, url, **kwargs)
+        response = http.request(method, url, **kwargs)
     except urllib3.exceptions.HTTPError as error:
-        raise StoreUnreachable(f"{method} of the test object failed: {type(error).__name__}") from None
+        raise StoreUnreachable(f"{method} of the test object failed: {reason(error)}") from None
+    if response.status >= 500:  # the store is there but struggling: worth a retry
+        raise StoreUnreachable(f"{method} of the test object answered HTTP {response.status}{_s3_code(response.data)}")
+    return response
 
 
 def _s3_code(body: bytes) -> str:

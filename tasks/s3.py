@@ -20,12 +20,24 @@ class StoreUnreachable(ConnectionError):
     """The store did not answer (refused, timed out, reset); retrying later may help."""
 
 
+class StoreTLSError(ConnectionError):
+    """TLS failed (untrusted certificate, or https to a plain-HTTP port): no retry fixes it."""
+
+
 class StoreAuthError(PermissionError):
     """The store answered but rejected the credentials or the request; retrying will not help."""
 
 
+def reason(error: BaseException) -> str:
+    """The innermost cause of a connection error, in words (``MaxRetryError`` says nothing by itself)."""
+    inner = getattr(error, "reason", None)
+    return f"{type(inner).__name__}: {inner}" if isinstance(inner, BaseException) else type(error).__name__
+
+
 def is_transient(error: BaseException) -> bool:
-    """True for connection problems and 5xx answers, False for bad credentials and validation errors."""
+    """True for connection problems and 5xx answers, False for bad credentials, TLS and validation errors."""
+    if isinstance(error, StoreTLSError):
+        return False
     if isinstance(error, (StoreUnreachable, ServerError, urllib3.exceptions.HTTPError, RequestsConnectionError)):
         return True
     if isinstance(error, S3Error):
@@ -50,7 +62,11 @@ def check_access(client: Minio, endpoint: str) -> None:
     except ServerError as error:
         raise StoreUnreachable(f"{endpoint} answered HTTP {error.status_code}") from None
     except (urllib3.exceptions.HTTPError, OSError) as error:
-        raise StoreUnreachable(f"{endpoint} is not reachable: {type(error).__name__}") from None
+        if isinstance(getattr(error, "reason", error), urllib3.exceptions.SSLError):
+            raise StoreTLSError(
+                f"TLS with {endpoint} failed ({reason(error)}): trust its certificate (SSL_CERT_FILE) or use http:// if it serves plain HTTP"
+            ) from None
+        raise StoreUnreachable(f"{endpoint} is not reachable: {reason(error)}") from None
 
 
 def wait_until_ready(store: StoreSettings, timeout: float | None = None, interval: float = 0.2) -> float:

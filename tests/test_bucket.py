@@ -56,6 +56,7 @@ def test_changing_the_layout_moves_the_rule(s3_store: StoreSettings) -> None:
     moved = ensure_bucket(s3_store, CacheSettings(shared=True))
     assert moved.status == "changed"
     assert "was prefix 'runner/'" in moved.detail and "now 'project/'" in moved.detail
+    assert "under 'runner/' from the old layout no longer expire" in moved.detail
     assert _rules(s3_store) == {RULE_ID: ("project/", 30)}
 
 

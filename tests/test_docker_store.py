@@ -192,7 +192,8 @@ def test_port_and_volume_drift_are_both_named(
 
     assert result.data["drift"] == ["published port", "data volume"]
     assert "because its published port, data volume changed" in result.detail
-    assert "host directory /srv/runner-cache/minio" in result.detail
+    assert "data now in host directory /srv/runner-cache/minio" in result.detail
+    assert "the previous volume and its data were left as they were" in result.detail and "kept" not in result.detail
     body = created_body(engine)
     assert body["HostConfig"]["Binds"] == ["/srv/runner-cache/minio:/data:rw"]
     assert body["HostConfig"]["PortBindings"]["9000/tcp"][0]["HostPort"] == str(seaweed_server.port)

@@ -5,7 +5,7 @@ from blocks.cache import CacheSettings
 from blocks.store import StoreSettings
 from tasks.bucket import ensure_bucket
 from tasks.roundtrip import CHECK_SHORT_TOKEN, RoundTripFailed, roundtrip_check
-from tasks.s3 import StoreAuthError, StoreUnreachable, check_access, is_transient
+from tasks.s3 import StoreAuthError, StoreTLSError, StoreUnreachable, check_access, is_transient
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,11 @@ def test_unreachable_store_is_transient() -> None:
         check_access(store.client(retries=0), store.endpoint)
     assert is_transient(raised.value)
     assert "127.0.0.1:9 is not reachable" in str(raised.value)
+
+
+def test_https_to_a_plain_http_store_is_a_tls_error_not_retried(seaweed_server: StoreSettings) -> None:
+    https = seaweed_server.model_copy(update={"endpoint": seaweed_server.endpoint.replace("http://", "https://")})
+    with pytest.raises(StoreTLSError) as raised:
+        check_access(https.client(retries=0), https.endpoint)
+    assert "TLS with" in str(raised.value) and "SSLError" in str(raised.value)
+    assert not is_transient(raised.value)
