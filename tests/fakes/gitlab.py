@@ -8,7 +8,7 @@ The pipeline executor parses the committed ``.gitlab-ci.yml`` and runs each job,
 Kubernetes runner would: every job gets its own temporary directory (its "pod") and ``HOSTNAME``, its ``script``
 lines run with the host's ``sh`` (the job's ``image`` is only recorded), and the runner's cache handling runs
 against a real S3 server through presigned URLs — restore before the script, zip-and-upload after it, per
-``policy`` — at the object key gitlab-runner uses (``tasks/cache_keys.py``). Traces use the real runner's wording.
+``policy`` — at the object key gitlab-runner uses (built here independently of ``tasks/cache_keys.py``). Traces use the real runner's wording.
 
 Failure modes, each a property of the fake's state rather than a switch in the code under test:
 
@@ -50,7 +50,6 @@ from minio import Minio
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from tasks.cache_keys import cache_object, short_token
 
 API = "/api/v4"
 _RESERVED_KEYS = {
@@ -138,7 +137,13 @@ class FakeRunner:
 
     @property
     def short_token(self) -> str:
-        return short_token(self.token, self.version)
+        """gitlab-runner ≥ 18.2's ``helpers.ShortenToken``, written out here on its own (not through
+        tasks/cache_keys.py), so that a layout bug there cannot move the fake's objects along with it."""
+        if tuple(int(part) for part in self.version.split(".")[:2]) < (18, 2):
+            raise NotImplementedError("the fake runner plays gitlab-runner 18.2 or newer")
+        token = re.sub(r"^glrt-(t[123]_)?|^t[123]_|^glrtr-", "", self.token)
+        token = re.sub(r"^GR[0-9A-Fa-f]{7}", "", re.sub(r"^glcbt-", "", token))
+        return token[:9]
 
     def picks(self, job_tags: list[str]) -> bool:
         """GitLab's matching rule: every job tag on the runner; an untagged job needs ``run_untagged``."""
@@ -922,11 +927,12 @@ class JobExecution:
         return caches
 
     def _object_name(self, key: str) -> str:
+        """``[<Path>/][runner/<short-token>/]project/<id>/<key>`` as gitlab-runner's cache.go builds it (written out
+        here, not through tasks/cache_keys.py)."""
         runner = self.runner
-        return cache_object(
-            path=runner.path, shared=runner.shared, short_token=runner.short_token,
-            project_id=self.pipeline.project.id, key=key,
-        ).object_name  # fmt: skip
+        prefix = f"{runner.path}/" if runner.path else ""
+        namespace = "" if runner.shared else f"runner/{runner.short_token}/"
+        return f"{prefix}{namespace}project/{self.pipeline.project.id}/{key}"
 
     def _local_cache(self, key: str) -> Path:
         """The pod-local cache file the runner falls back to without a shared cache server."""
