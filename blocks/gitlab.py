@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from blocks.validators import ImageReference
+
 _TAG = re.compile(r"^[^\s,][^,]{0,254}$")
 _BRANCH_PREFIX = re.compile(r"^[a-z0-9][a-z0-9._-]{0,59}$")
 
@@ -23,7 +25,7 @@ class GitLabSettings(BaseModel):
     runner_tags: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Tags that route the jobs to the runner (a JSON list or comma-separated)."
     )
-    image: str = Field("busybox:latest", description="Image for the two verification jobs.")
+    image: ImageReference = Field("busybox:latest", description="Image for the two verification jobs.")
     timeout_seconds: float = Field(900, gt=0, description="How long to wait for the pipeline before cancelling it.")
     poll_seconds: float = Field(2.0, gt=0, le=60, description="First wait between status checks; grows to 15 s.")
     request_timeout: float = Field(30.0, gt=0, description="Seconds for each GitLab API request.")
@@ -74,13 +76,6 @@ class GitLabSettings(BaseModel):
         for tag in value:
             if not _TAG.match(tag) or tag != tag.strip():
                 raise ValueError("each tag must be 1-255 characters without commas or surrounding spaces")
-        return value
-
-    @field_validator("image")
-    @classmethod
-    def _image_is_one_reference(cls, value: str) -> str:
-        if not value or any(char.isspace() for char in value):
-            raise ValueError("must be one image reference without spaces, e.g. busybox:1.37")
         return value
 
     @field_validator("branch_prefix")

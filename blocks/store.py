@@ -17,6 +17,7 @@ from minio import Minio
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from blocks.errors import ConfigError
+from blocks.validators import DnsDomain, DnsLabel, ImageReference
 
 # Upstream MinIO stopped publishing images in Oct 2025; this is a community rebuild of the last release
 # (RELEASE.2025-10-15T17-29-55Z, which fixes CVE-2025-62506), pinned by digest. See docs/decisions.md.
@@ -46,7 +47,7 @@ def default_state_dir() -> Path:
 class DockerStoreSettings(BaseModel):
     """The ``docker`` backend: a MinIO container managed through the Docker Engine API."""
 
-    image: str = Field(DEFAULT_MINIO_IMAGE, min_length=1, description="MinIO image; pin it by digest.")
+    image: ImageReference = Field(DEFAULT_MINIO_IMAGE, description="MinIO image; pin it by digest.")
     container_name: str = "runner-cache-minio"
     volume: str = Field("runner-cache-minio-data", description="A named volume, or an absolute host path.")
     host: str | None = Field(None, description="Docker Engine URL; defaults to DOCKER_HOST / the local socket.")
@@ -61,13 +62,6 @@ class DockerStoreSettings(BaseModel):
     def _is_docker_name(value: str) -> bool:
         """Docker's rule for container and volume names."""
         return re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", value) is not None
-
-    @field_validator("image")
-    @classmethod
-    def _image_is_one_reference(cls, value: str) -> str:
-        if any(char.isspace() for char in value) or "://" in value:
-            raise ValueError("must be one image reference without spaces or scheme, e.g. minio/minio:TAG@sha256:DIGEST")
-        return value
 
     @field_validator("container_name")
     @classmethod
@@ -105,22 +99,15 @@ class DockerStoreSettings(BaseModel):
 class KubeStoreSettings(BaseModel):
     """The ``kubernetes`` backend: MinIO inside the cluster (Secret, PVC, Deployment and Service named ``name``)."""
 
-    namespace: str = "runner-cache"
+    namespace: DnsLabel = "runner-cache"
     name: str = Field("runner-cache-minio", description="Name of the Deployment and Service (and prefix of the Secret and PVC).")
-    image: str = Field(DEFAULT_MINIO_IMAGE, min_length=1, description="MinIO image; pin it by digest.")
+    image: ImageReference = Field(DEFAULT_MINIO_IMAGE, description="MinIO image; pin it by digest.")
     storage_size: str = Field("10Gi", description="The PVC's size; it can grow later (if the storage class allows), never shrink.")
     storage_class: str | None = Field(None, description="The PVC's storage class; the cluster's default when unset.")
     kubeconfig: Path | None = Field(None, description="Kubeconfig file; default: in-cluster service account, else KUBECONFIG / ~/.kube/config.")
     context: str | None = Field(None, description="Kubeconfig context; default: its current context.")
-    cluster_domain: str = Field("cluster.local", description="The cluster's DNS domain, for the in-cluster endpoint.")
+    cluster_domain: DnsDomain = Field("cluster.local", description="The cluster's DNS domain, for the in-cluster endpoint.")
     rollout_timeout: float = Field(300.0, gt=0, description="Seconds to wait for MinIO's pod to become ready.")
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace_is_a_dns_label(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
-            raise ValueError("must be a DNS label: up to 63 characters of a-z, 0-9, '-', starting and ending with a letter or digit")
-        return value
 
     @field_validator("name")
     @classmethod
@@ -130,25 +117,11 @@ class KubeStoreSettings(BaseModel):
             raise ValueError("must be up to 52 characters of a-z, 0-9, '-', starting with a letter and ending with a letter or digit")
         return value
 
-    @field_validator("image")
-    @classmethod
-    def _image_is_one_reference(cls, value: str) -> str:
-        if any(char.isspace() for char in value):
-            raise ValueError("must be one image reference without spaces, e.g. minio/minio:TAG@sha256:DIGEST")
-        return value
-
     @field_validator("storage_size")
     @classmethod
     def _storage_size_is_a_quantity(cls, value: str) -> str:
         if not re.fullmatch(r"[1-9]\d*(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?", value):
             raise ValueError("must be a Kubernetes quantity such as 10Gi or 500Mi")
-        return value
-
-    @field_validator("cluster_domain")
-    @classmethod
-    def _cluster_domain_is_a_domain(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", value):
-            raise ValueError("must be a DNS domain such as cluster.local")
         return value
 
     def service_endpoint(self) -> str:
