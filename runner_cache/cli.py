@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from blocks.errors import ConfigError
-from runner_cache.commands import blocks, history, rebuild, render_chart, serve, setup, store, verify
+from runner_cache.commands import blocks, history, prune, rebuild, render_chart, serve, setup, store, verify
 
-COMMANDS = (setup, verify, rebuild, render_chart, store, blocks, history, serve)
+COMMANDS = (setup, verify, prune, rebuild, render_chart, store, blocks, history, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
