@@ -19,11 +19,9 @@ Reproduce (the numbers in docs/benchmarks.md)::
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
-import resource
 import secrets
 import shutil
 import subprocess
