@@ -14,17 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from blocks.store import StoreSettings
-from runner_cache import cli
-from runner_cache.commands import prune as prune_command
 
 BODY = b"PK\x05\x06" + b"\0" * 18  # an empty zip archive, like a tiny cache
-
-
-@pytest.fixture(autouse=True)
-def prune_command_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``runner-cache prune`` through the real entry point, also before cli.py lists the command."""
-    if prune_command not in cli.COMMANDS:
-        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, prune_command))
 
 
 def seed(store: StoreSettings, names: Iterable[str], body: bytes = BODY) -> None:
