@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from minio import Minio
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from minio.commonconfig import ENABLED, Filter
 from minio.error import S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
@@ -12,8 +10,8 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from blocks.cache import CacheSettings
 from blocks.store import StoreSettings
 from tasks.cache_keys import layout_prefix
+from tasks.external import external_task
 from tasks.report import StepResult, timed
-from tasks.s3 import retry_on_transient
 
 RULE_ID = "runner-cache-expire"
 
@@ -140,12 +138,4 @@ def ensure_bucket(store: StoreSettings, cache: CacheSettings, apply: bool = True
     )
 
 
-ensure_bucket_task = task(
-    ensure_bucket,
-    name="ensure-bucket",
-    retries=3,
-    retry_delay_seconds=[2, 5, 10],
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
+ensure_bucket_task = external_task(ensure_bucket, "ensure-bucket", delays=(2, 5, 10))

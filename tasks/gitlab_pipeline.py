@@ -29,15 +29,13 @@ import requests
 import yaml
 from gitlab.v4.objects import Project, ProjectPipeline
 from minio.error import S3Error
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from blocks.cache import CacheSettings
 from blocks.gitlab import GitLabSettings
 from blocks.store import StoreSettings
 from tasks.cache_keys import cache_object
 from tasks.logs import run_logger
-from tasks.s3 import retry_on_transient
+from tasks.external import external_task
 from tasks.verify_diagnosis import JobEvidence, ObjectCheck, PipelineEvidence, mask
 
 TERMINAL = {"success", "failed", "canceled", "skipped"}
@@ -294,15 +292,5 @@ def check_cache_object(
     return check
 
 
-verification_pipeline = task(
-    run_verification_pipeline, name="verification-pipeline", cache_policy=NO_CACHE, persist_result=False
-)
-cache_object_check = task(
-    check_cache_object,
-    name="cache-object-check",
-    retries=2,
-    retry_delay_seconds=[2, 5],
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
+verification_pipeline = external_task(run_verification_pipeline, "verification-pipeline")
+cache_object_check = external_task(check_cache_object, "cache-object-check", delays=(2, 5))

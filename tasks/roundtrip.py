@@ -14,15 +14,14 @@ import zipfile
 from datetime import timedelta
 
 import urllib3
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from minio.error import S3Error
 
 from blocks.cache import CacheSettings
 from blocks.store import StoreSettings, http_pool
 from tasks.cache_keys import cache_object
+from tasks.external import external_task
 from tasks.report import StepResult, timed
-from tasks.s3 import StoreUnreachable, reason, retry_on_transient
+from tasks.s3 import StoreUnreachable, reason
 
 # A short token and project id no real runner produces together with this key; the object lives for seconds.
 CHECK_SHORT_TOKEN = "rccheck00"
@@ -103,12 +102,4 @@ def roundtrip_check(store: StoreSettings, cache: CacheSettings) -> StepResult:
     )
 
 
-roundtrip = task(
-    roundtrip_check,
-    name="roundtrip-check",
-    retries=2,
-    retry_delay_seconds=[2, 5],
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
+roundtrip = external_task(roundtrip_check, "roundtrip-check", delays=(2, 5))

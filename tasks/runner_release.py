@@ -10,8 +10,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.transactions import Transaction, TransactionState, transaction
 
 from blocks.release import ReleaseSettings
@@ -21,8 +19,8 @@ from tasks.chart_values import chart_default_values
 from tasks.helm_release import rollback_release, upgrade_release
 from tasks.kube import ensure_cache_secret, wait_for_rollout
 from tasks.logs import run_logger
+from tasks.external import external_task
 from tasks.report import StepResult, timed
-from tasks.s3 import retry_on_transient
 
 
 class VerificationFailed(RuntimeError):
@@ -107,16 +105,8 @@ def plan_release(config: RunnerCacheSections) -> StepResult:
     return StepResult(step="release", status="planned" if planned else "unchanged", detail=f"{secret.detail}; {upgrade.detail}")
 
 
-prepare_release_task = task(
-    prepare_release,
-    name="prepare-release",
-    retries=2,
-    retry_delay_seconds=[10, 30],
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
-upgrade_release_task = task(upgrade_and_roll_out, name="upgrade-release", cache_policy=NO_CACHE, persist_result=False)
+prepare_release_task = external_task(prepare_release, "prepare-release", delays=(10, 30))
+upgrade_release_task = external_task(upgrade_and_roll_out, "upgrade-release")
 
 
 @upgrade_release_task.on_rollback

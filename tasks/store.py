@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from blocks.store import StoreSettings
 from tasks import local_store
+from tasks.external import external_task
 from tasks.report import StepResult, timed
-from tasks.s3 import check_access, retry_on_transient
+from tasks.s3 import check_access
 
 
 def _external(store: StoreSettings) -> StepResult:
@@ -53,12 +52,4 @@ def plan(store: StoreSettings) -> StepResult:
     return ensure_kube_store(store, apply=False)
 
 
-provision_store = task(
-    provision,
-    name="provision-store",
-    retries=3,
-    retry_delay_seconds=[2, 5, 10],
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
+provision_store = external_task(provision, "provision-store", delays=(2, 5, 10))
