@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: run install install-test test
+.PHONY: run install install-test lint test test-fast
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,26 @@ install: $(BIN)/python
 run: install
 	$(BIN)/runner-cache setup
 
-## install-test: test dependencies, a pinned helm binary, and Debian's Chromium for the UI test
+## install-test: test dependencies, a pinned helm binary (also linked into the venv, where an installed
+## runner-cache looks for it), Debian's Chromium for the UI test
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	bash scripts/get-helm.sh $(TOOLS)
+	ln -sf $(TOOLS)/helm $(BIN)/helm
 	bash scripts/get-chromium.sh
 
-## test: lint for undefined names, then the whole suite (pytest's "no tests collected" exit 5 fails like any other)
-test: install-test
+## lint: ruff (pyflakes, imports, bugbear, pyupgrade), ruff format, and the layer contracts in .importlinter
+lint:
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	LINT_IMPORTS=$(abspath $(BIN))/lint-imports bash scripts/lint-imports.sh
+
+## test-fast: lint and the unit tests (no servers, no Prefect API): the loop to run while working, under a minute
+test-fast:
+	@test -x $(BIN)/pytest || $(MAKE) install-test
+	$(MAKE) lint
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+## test: everything (pytest's "no tests collected" exit 5 fails like any other)
+test: install-test lint
 	PATH="$(TOOLS):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)

@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ import urllib3
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 if TYPE_CHECKING:
-    from blocks.store import StoreSettings
+    from runner_cache.blocks.store import StoreSettings
 # The project's modules (and with them Prefect) are imported only by the orchestrating process, inside the
 # functions below: the (c) and (d) children import minio alone, so their time and RSS are theirs.
 
@@ -68,7 +68,7 @@ def layout(count: int) -> tuple[list[str], list[str]]:
     return old, new
 
 
-def seed(store: "StoreSettings", names: list[str]) -> None:
+def seed(store: StoreSettings, names: list[str]) -> None:
     """PUT every object through the SeaweedFS filer (the bucket's directory), 32 at a time."""
     filer_port = json.loads((store.state_dir / "ports.json").read_text())["filer.port"]
     http = urllib3.PoolManager(maxsize=32)
@@ -83,7 +83,7 @@ def seed(store: "StoreSettings", names: list[str]) -> None:
         list(pool.map(put, names))
 
 
-def count_objects(store: "StoreSettings") -> int:
+def count_objects(store: StoreSettings) -> int:
     return sum(1 for _ in store.client().list_objects(store.bucket, prefix=f"{PATH}/", recursive=True))
 
 
@@ -102,7 +102,7 @@ print(json.dumps({"seconds": round(seconds, 3), "peak_rss_mb": round(peak_kb / 1
 # that the benchmark neither needs cli.py to list the command nor imports the other commands.
 _RUNNER_CACHE = """
 import argparse, sys
-from blocks.errors import ConfigError
+from runner_cache.errors import ConfigError
 from runner_cache.commands import prune
 parser = argparse.ArgumentParser(prog="runner-cache")
 prune.register(parser.add_subparsers(dest="command", required=True))
@@ -118,7 +118,12 @@ def measure(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any
     """Run ``command`` under the tiny wrapper: wall seconds, peak RSS of the child, exit code, load before it."""
     load = os.getloadavg()[0]
     done = subprocess.run(
-        [sys.executable, "-S", "-c", _MEASURE, str(log), *command], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-S", "-c", _MEASURE, str(log), *command],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return {**json.loads(done.stdout), "load_before": round(load, 2)}
 
@@ -126,7 +131,9 @@ def measure(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any
 def _client(args: argparse.Namespace):
     from minio import Minio
 
-    return Minio(args.address, access_key=os.environ["BENCH_ACCESS_KEY"], secret_key=os.environ["BENCH_SECRET_KEY"], secure=False)
+    return Minio(
+        args.address, access_key=os.environ["BENCH_ACCESS_KEY"], secret_key=os.environ["BENCH_SECRET_KEY"], secure=False
+    )
 
 
 def _minio_loop(args: argparse.Namespace) -> None:
@@ -169,7 +176,7 @@ class PrefectServer:
     """A ``prefect server`` on a free loopback port with its own home, for runner-cache's flow runs."""
 
     def __init__(self, home: Path) -> None:
-        from tests.servers import free_port
+        from tests.support.servers import free_port
 
         self.port = free_port()
         self.env = {
@@ -181,14 +188,28 @@ class PrefectServer:
         }
         self.log = open(home.parent / "prefect-server.log", "w")
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(Path(sys.executable).parent / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 120
         http = urllib3.PoolManager()
         while time.monotonic() < deadline:
             try:
-                if http.request("GET", f"http://127.0.0.1:{self.port}/api/health", timeout=2, retries=False).status == 200:
+                if (
+                    http.request("GET", f"http://127.0.0.1:{self.port}/api/health", timeout=2, retries=False).status
+                    == 200
+                ):
                     return
             except urllib3.exceptions.HTTPError:
                 pass
@@ -205,16 +226,20 @@ def run_variant(variant: str, count: int, gap: float, work: Path, prefect: Prefe
     """Fresh store, seed, run the variant (and for runner-cache its dry run first); one result row each."""
     from pydantic import SecretStr
 
-    from blocks.store import StoreSettings
-    from tasks.local_store import ensure_local_store, stop_local_store
-    from tests.servers import free_port
+    from runner_cache.blocks.store import StoreSettings
+    from runner_cache.tasks.store import local_backend
+    from tests.support.servers import free_port
 
     state = work / f"{variant}-{count}"
     store = StoreSettings(
-        backend="local", endpoint=f"http://127.0.0.1:{free_port()}", bucket=BUCKET, state_dir=state,
-        access_key=SecretStr("bench-" + secrets.token_hex(4)), secret_key=SecretStr(secrets.token_urlsafe(24)),
+        backend="local",
+        endpoint=f"http://127.0.0.1:{free_port()}",
+        bucket=BUCKET,
+        state_dir=state,
+        access_key=SecretStr("bench-" + secrets.token_hex(4)),
+        secret_key=SecretStr(secrets.token_urlsafe(24)),
     )
-    ensure_local_store(store)
+    local_backend.ensure(store)
     try:
         store.client().make_bucket(BUCKET)
         old, new = layout(count)
@@ -228,44 +253,92 @@ def run_variant(variant: str, count: int, gap: float, work: Path, prefect: Prefe
         expected = len(old)
         total = count_objects(store)
         access, secret = store.credentials()
-        env = {**os.environ, "BENCH_ACCESS_KEY": access.get_secret_value(), "BENCH_SECRET_KEY": secret.get_secret_value()}
+        env = {
+            **os.environ,
+            "BENCH_ACCESS_KEY": access.get_secret_value(),
+            "BENCH_SECRET_KEY": secret.get_secret_value(),
+        }
         runs = []
         if variant == "runner-cache":
             env = {
-                **env, **prefect.env,
-                "RUNNER_CACHE_STORE__BACKEND": "external", "RUNNER_CACHE_STORE__ENDPOINT": store.endpoint,
-                "RUNNER_CACHE_STORE__ACCESS_KEY": access.get_secret_value(), "RUNNER_CACHE_STORE__SECRET_KEY": secret.get_secret_value(),
-                "RUNNER_CACHE_STORE__BUCKET": BUCKET, "RUNNER_CACHE_CACHE__PATH": PATH,
+                **env,
+                **prefect.env,
+                "RUNNER_CACHE_STORE__BACKEND": "external",
+                "RUNNER_CACHE_STORE__ENDPOINT": store.endpoint,
+                "RUNNER_CACHE_STORE__ACCESS_KEY": access.get_secret_value(),
+                "RUNNER_CACHE_STORE__SECRET_KEY": secret.get_secret_value(),
+                "RUNNER_CACHE_STORE__BUCKET": BUCKET,
+                "RUNNER_CACHE_CACHE__PATH": PATH,
             }
             binary = [sys.executable, "-c", _RUNNER_CACHE]
             for name, extra in (("runner-cache --dry-run", ["--dry-run"]), ("runner-cache", [])):
                 days = (time.time() - boundary) / 86400
-                runs.append((name, measure([*binary, "prune", "--max-age-days", f"{days:.9f}", *extra], env, state.parent / f"{variant}-{count}-{len(runs)}.log")))
+                runs.append(
+                    (
+                        name,
+                        measure(
+                            [*binary, "prune", "--max-age-days", f"{days:.9f}", *extra],
+                            env,
+                            state.parent / f"{variant}-{count}-{len(runs)}.log",
+                        ),
+                    )
+                )
         elif variant.startswith("rclone"):
             env = {
-                **env, "RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "SeaweedFS",
-                "RCLONE_CONFIG_BENCH_ENDPOINT": store.endpoint, "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": access.get_secret_value(),
+                **env,
+                "RCLONE_CONFIG_BENCH_TYPE": "s3",
+                "RCLONE_CONFIG_BENCH_PROVIDER": "SeaweedFS",
+                "RCLONE_CONFIG_BENCH_ENDPOINT": store.endpoint,
+                "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": access.get_secret_value(),
                 "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": secret.get_secret_value(),
             }
             env.pop("AWS_CA_BUNDLE", None)  # Debian's rclone 1.60 fails to load it (TESTING-NOTES)
             extra = ["--use-server-modtime"] if variant == "rclone-server-modtime" else []
             age = f"{time.time() - boundary:.3f}s"
-            runs.append((variant, measure(["rclone", "delete", "--min-age", age, *extra, f"bench:{BUCKET}/{PATH}/"], env, state.parent / f"{variant}-{count}.log")))
+            runs.append(
+                (
+                    variant,
+                    measure(
+                        ["rclone", "delete", "--min-age", age, *extra, f"bench:{BUCKET}/{PATH}/"],
+                        env,
+                        state.parent / f"{variant}-{count}.log",
+                    ),
+                )
+            )
         else:
-            command = [sys.executable, __file__, f"_{variant.replace('-', '_')}", "--address", store.server_address,
-                       "--bucket", BUCKET, "--prefix", f"{PATH}/", "--cutoff", str(boundary)]
+            command = [
+                sys.executable,
+                __file__,
+                f"_{variant.replace('-', '_')}",
+                "--address",
+                store.server_address,
+                "--bucket",
+                BUCKET,
+                "--prefix",
+                f"{PATH}/",
+                "--cutoff",
+                str(boundary),
+            ]
             runs.append((variant, measure(command, env, state.parent / f"{variant}-{count}.log")))
         remaining = count_objects(store)
         rows = []
         for name, result in runs:
             dry = "dry-run" in name
             deleted = expected if dry else total - remaining
-            rows.append({
-                "variant": name, "objects": count, "deleted": deleted, "expected": expected,
-                "seconds": result["seconds"], "per_second": round(deleted / result["seconds"], 1),
-                "peak_rss_mb": result["peak_rss_mb"], "exit_code": result["exit_code"], "seeding_seconds": round(seeding, 1),
-                "load_before": result["load_before"],
-            })
+            rows.append(
+                {
+                    "variant": name,
+                    "objects": count,
+                    "deleted": deleted,
+                    "expected": expected,
+                    "seconds": result["seconds"],
+                    "per_second": round(deleted / result["seconds"], 1),
+                    "peak_rss_mb": result["peak_rss_mb"],
+                    "exit_code": result["exit_code"],
+                    "seeding_seconds": round(seeding, 1),
+                    "load_before": result["load_before"],
+                }
+            )
             if not dry and deleted != expected:
                 rows[-1]["note"] = f"deleted {deleted}, expected {expected}"
         if variant == "runner-cache":
@@ -277,12 +350,15 @@ def run_variant(variant: str, count: int, gap: float, work: Path, prefect: Prefe
                 rows[-1]["task_per_second"] = round(rows[-1]["deleted"] / inner, 1)
         return rows
     finally:
-        stop_local_store(store)
+        local_backend.stop(store)
         shutil.rmtree(state, ignore_errors=True)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| objects | variant | deleted | seconds | deleted/s | peak RSS (MB) | load before |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| objects | variant | deleted | seconds | deleted/s | peak RSS (MB) | load before |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         rate = f"{row['per_second']:,.0f}"
         if "task_per_second" in row:
@@ -295,10 +371,29 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
-    memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))) // 1024 // 1024
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    memory = (
+        int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+        )
+        // 1024
+        // 1024
+    )
     rclone = subprocess.run(["rclone", "version"], capture_output=True, text=True).stdout.splitlines()[0]
-    weed = subprocess.run([str(Path(sys.executable).parent / "weed"), "version"], capture_output=True, text=True).stdout.strip()
+    weed = subprocess.run(
+        [str(Path(sys.executable).parent / "weed"), "version"], capture_output=True, text=True
+    ).stdout.strip()
     return f"{platform.platform()}, {os.cpu_count()} cores ({cpu}), {memory} GiB RAM, Python {platform.python_version()}, {rclone}, {weed}"
 
 
@@ -335,7 +430,12 @@ def main() -> None:
     else:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
-        document = {"machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv), "rows": rows}
+        document = {
+            "machine": machine(),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+            "rows": rows,
+        }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
 
 

@@ -9,8 +9,12 @@ class CacheSettings(BaseModel):
     """Where the runner writes cache objects (``Path``, ``Shared``) and how long the bucket keeps them."""
 
     path: str = Field("", description="[runners.cache] Path: a prefix inside the bucket, without slashes at the ends.")
-    shared: bool = Field(False, description="[runners.cache] Shared: all runners use one namespace (no runner/<token>/).")
-    expire_days: int = Field(30, ge=1, le=3650, description="Lifecycle rule: the store expires cache objects after this many days.")
+    shared: bool = Field(
+        False, description="[runners.cache] Shared: all runners use one namespace (no runner/<token>/)."
+    )
+    expire_days: int = Field(
+        30, ge=1, le=3650, description="Lifecycle rule: the store expires cache objects after this many days."
+    )
 
     @field_validator("path")
     @classmethod

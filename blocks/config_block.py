@@ -5,8 +5,9 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import ValidationError
 
-from blocks.errors import ConfigError
-from blocks.settings import RunnerCacheSections, load_settings
+from runner_cache import redaction
+from runner_cache.blocks.settings import RunnerCacheSections, load_settings
+from runner_cache.errors import ConfigError
 
 
 class RunnerCacheConfig(Block, RunnerCacheSections):
@@ -20,7 +21,7 @@ class RunnerCacheConfig(Block, RunnerCacheSections):
     _description = "GitLab Runner S3 cache: store, layout, Helm release and verification project."
 
     @classmethod
-    def from_environment(cls) -> "RunnerCacheConfig":
+    def from_environment(cls) -> RunnerCacheConfig:
         """Build (unsaved) from ``RUNNER_CACHE_*``, ``.env`` and the TOML file."""
         settings = load_settings()
         try:
@@ -30,7 +31,13 @@ class RunnerCacheConfig(Block, RunnerCacheSections):
 
 
 def resolve_config(config: str | None) -> RunnerCacheSections:
-    """The saved block named ``config``, or the environment when ``config`` is empty."""
+    """The saved block named ``config``, or the environment when ``config`` is empty; its secrets are redacted from logs."""
+    sections = _load(config)
+    redaction.register_model(sections)
+    return sections
+
+
+def _load(config: str | None) -> RunnerCacheSections:
     if not config:
         return load_settings()
     try:

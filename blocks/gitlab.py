@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from blocks.validators import ImageReference
+from runner_cache.blocks.validators import ImageReference
 
 _TAG = re.compile(r"^[^\s,][^,]{0,254}$")
 _BRANCH_PREFIX = re.compile(r"^[a-z0-9][a-z0-9._-]{0,59}$")
@@ -44,7 +44,9 @@ class GitLabSettings(BaseModel):
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be a URL with scheme and host, e.g. https://gitlab.example.com")
         if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("must not carry a query, fragment or credentials (the token goes in RUNNER_CACHE_GITLAB__TOKEN)")
+            raise ValueError(
+                "must not carry a query, fragment or credentials (the token goes in RUNNER_CACHE_GITLAB__TOKEN)"
+            )
         return value.rstrip("/")
 
     @field_validator("project")
@@ -66,7 +68,7 @@ class GitLabSettings(BaseModel):
                 try:
                     return json.loads(text)
                 except ValueError:
-                    raise ValueError("is not a JSON list; use e.g. [\"k8s\", \"cache\"] or k8s,cache") from None
+                    raise ValueError('is not a JSON list; use e.g. ["k8s", "cache"] or k8s,cache') from None
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 

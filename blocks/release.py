@@ -6,13 +6,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from blocks.validators import DnsLabel, HelmReleaseName, ObjectName
+from runner_cache.blocks.validators import DnsLabel, HelmReleaseName, ObjectName
 
 
 class ReleaseSettings(BaseModel):
     """Which release, chart and cluster; the release step is skipped until ``chart`` is set."""
 
-    chart: str | None = Field(None, description="A chart directory/.tgz, or a repo reference such as gitlab/gitlab-runner.")
+    chart: str | None = Field(
+        None, description="A chart directory/.tgz, or a repo reference such as gitlab/gitlab-runner."
+    )
     chart_version: str | None = Field(None, description="Chart version to pull for a repo reference.")
     chart_repo: str = Field("https://charts.gitlab.io", description="Helm repository URL for a repo reference.")
     release: HelmReleaseName = "gitlab-runner"

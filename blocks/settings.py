@@ -13,11 +13,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from blocks.cache import CacheSettings
-from blocks.errors import ConfigError
-from blocks.gitlab import GitLabSettings
-from blocks.release import ReleaseSettings
-from blocks.store import StoreSettings
+from runner_cache.blocks.cache import CacheSettings
+from runner_cache.blocks.gitlab import GitLabSettings
+from runner_cache.blocks.release import ReleaseSettings
+from runner_cache.blocks.store import StoreSettings
+from runner_cache.errors import ConfigError
 
 CONFIG_FILE_ENV = "RUNNER_CACHE_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "runner-cache.toml"

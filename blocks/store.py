@@ -5,19 +5,20 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import secrets
 import re
+import secrets
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-import certifi
-import urllib3
-from minio import Minio
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from blocks.errors import ConfigError
-from blocks.validators import DnsDomain, DnsLabel, ImageReference
+from runner_cache.blocks.validators import DnsDomain, DnsLabel, ImageReference
+from runner_cache.errors import ConfigError
+
+if TYPE_CHECKING:  # the clients are imported where they are built: settings alone must stay cheap to import
+    import urllib3
+    from minio import Minio
 
 # Upstream MinIO stopped publishing images in Oct 2025; this is a community rebuild of the last release
 # (RELEASE.2025-10-15T17-29-55Z, which fixes CVE-2025-62506), pinned by digest. See docs/decisions.md.
@@ -84,7 +85,9 @@ class DockerStoreSettings(BaseModel):
     @field_validator("host")
     @classmethod
     def _host_is_an_engine_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")):
+        if value is not None and not value.startswith(
+            ("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")
+        ):
             raise ValueError("must be an engine URL such as unix:///var/run/docker.sock or tcp://host:2376")
         return value
 
@@ -100,13 +103,21 @@ class KubeStoreSettings(BaseModel):
     """The ``kubernetes`` backend: MinIO inside the cluster (Secret, PVC, Deployment and Service named ``name``)."""
 
     namespace: DnsLabel = "runner-cache"
-    name: str = Field("runner-cache-minio", description="Name of the Deployment and Service (and prefix of the Secret and PVC).")
+    name: str = Field(
+        "runner-cache-minio", description="Name of the Deployment and Service (and prefix of the Secret and PVC)."
+    )
     image: ImageReference = Field(DEFAULT_MINIO_IMAGE, description="MinIO image; pin it by digest.")
-    storage_size: str = Field("10Gi", description="The PVC's size; it can grow later (if the storage class allows), never shrink.")
+    storage_size: str = Field(
+        "10Gi", description="The PVC's size; it can grow later (if the storage class allows), never shrink."
+    )
     storage_class: str | None = Field(None, description="The PVC's storage class; the cluster's default when unset.")
-    kubeconfig: Path | None = Field(None, description="Kubeconfig file; default: in-cluster service account, else KUBECONFIG / ~/.kube/config.")
+    kubeconfig: Path | None = Field(
+        None, description="Kubeconfig file; default: in-cluster service account, else KUBECONFIG / ~/.kube/config."
+    )
     context: str | None = Field(None, description="Kubeconfig context; default: its current context.")
-    cluster_domain: DnsDomain = Field("cluster.local", description="The cluster's DNS domain, for the in-cluster endpoint.")
+    cluster_domain: DnsDomain = Field(
+        "cluster.local", description="The cluster's DNS domain, for the in-cluster endpoint."
+    )
     rollout_timeout: float = Field(300.0, gt=0, description="Seconds to wait for MinIO's pod to become ready.")
 
     @field_validator("name")
@@ -114,7 +125,9 @@ class KubeStoreSettings(BaseModel):
     def _name_is_a_service_name(cls, value: str) -> str:
         # Service names are DNS-1035 labels; 52 leaves room for the "-credentials" suffix of the Secret.
         if not re.fullmatch(r"[a-z]([-a-z0-9]{0,50}[a-z0-9])?", value):
-            raise ValueError("must be up to 52 characters of a-z, 0-9, '-', starting with a letter and ending with a letter or digit")
+            raise ValueError(
+                "must be up to 52 characters of a-z, 0-9, '-', starting with a letter and ending with a letter or digit"
+            )
         return value
 
     @field_validator("storage_size")
@@ -133,13 +146,16 @@ class StoreSettings(BaseModel):
     """The S3 endpoint the runner's cache lives in, its credentials, and how to provision it."""
 
     backend: Literal["local", "docker", "kubernetes", "external"] = "local"
-    endpoint: str = Field("http://127.0.0.1:9000", description="URL with scheme; http:// means the runner's Insecure=true.")
+    endpoint: str = Field(
+        "http://127.0.0.1:9000", description="URL with scheme; http:// means the runner's Insecure=true."
+    )
     access_key: SecretStr | None = Field(None, description="Generated for the local backend when unset.")
     secret_key: SecretStr | None = Field(None, description="Generated for the local backend when unset.")
     bucket: str = "runner"
     region: str = "us-east-1"
     runner_url: str | None = Field(
-        None, description="Where runner pods reach the store, when not at the endpoint (e.g. a NodePort or ingress URL)."
+        None,
+        description="Where runner pods reach the store, when not at the endpoint (e.g. a NodePort or ingress URL).",
     )
     state_dir: Path = Field(default_factory=default_state_dir, description="Local backend: data, pid, credentials.")
     ready_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a provisioned store to answer.")
@@ -159,7 +175,7 @@ class StoreSettings(BaseModel):
         if parts.path not in {"", "/"} or parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError("must be scheme://host[:port] only (no path, query or credentials)")
         try:
-            parts.port
+            _ = parts.port  # raises on a port out of range or not a number
         except ValueError:
             raise ValueError("has an invalid port") from None
         return value.rstrip("/")
@@ -168,7 +184,9 @@ class StoreSettings(BaseModel):
     @classmethod
     def _bucket_follows_s3_rules(cls, value: str) -> str:
         if not _BUCKET.match(value):
-            raise ValueError("must be 3-63 characters of a-z, 0-9, '.', '-', starting and ending with a letter or digit")
+            raise ValueError(
+                "must be 3-63 characters of a-z, 0-9, '.', '-', starting and ending with a letter or digit"
+            )
         if ".." in value or ".-" in value or "-." in value:
             raise ValueError("must not contain '..', '.-' or '-.'")
         if value.startswith(("xn--", "sthree-")) or value.endswith(("-s3alias", "--ol-s3")):
@@ -194,7 +212,7 @@ class StoreSettings(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _credentials_present(self) -> "StoreSettings":
+    def _credentials_present(self) -> StoreSettings:
         if self.backend != "local" and (self.access_key is None or self.secret_key is None):
             raise ValueError(f"the {self.backend} backend needs access_key and secret_key")
         if (self.access_key is None) != (self.secret_key is None):
@@ -240,6 +258,9 @@ class StoreSettings(BaseModel):
         self, *, pool_size: int = 10, connect_timeout: float = 5.0, read_timeout: float = 60.0, retries: int = 3
     ) -> Minio:
         """An S3 client for this store with bounded timeouts; urllib3 retries 5xx answers ``retries`` times."""
+        import urllib3
+        from minio import Minio
+
         access, secret = self.credentials()
         http = http_pool(
             connect_timeout=connect_timeout,
@@ -258,9 +279,16 @@ class StoreSettings(BaseModel):
 
 
 def http_pool(
-    *, connect_timeout: float = 5.0, read_timeout: float = 30.0, pool_size: int = 10, retries: urllib3.Retry | bool = False
+    *,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+    pool_size: int = 10,
+    retries: urllib3.Retry | bool = False,
 ) -> urllib3.PoolManager:
     """HTTP connections to the store: bounded timeouts, verified TLS (``SSL_CERT_FILE`` or certifi's bundle)."""
+    import certifi
+    import urllib3
+
     return urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
         maxsize=pool_size,

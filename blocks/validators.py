@@ -13,19 +13,25 @@ _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 
 def _dns_label(value: str) -> str:
     if not _DNS_LABEL.fullmatch(value):
-        raise ValueError("must be a DNS label: up to 63 characters of a-z, 0-9, '-', starting and ending with a letter or digit")
+        raise ValueError(
+            "must be a DNS label: up to 63 characters of a-z, 0-9, '-', starting and ending with a letter or digit"
+        )
     return value
 
 
 def _object_name(value: str) -> str:
     if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
-        raise ValueError("must be a Kubernetes object name: a-z, 0-9, '-', '.', starting and ending with a letter or digit")
+        raise ValueError(
+            "must be a Kubernetes object name: a-z, 0-9, '-', '.', starting and ending with a letter or digit"
+        )
     return value
 
 
 def _helm_release(value: str) -> str:
     if len(value) > 53 or not _DNS_SUBDOMAIN.fullmatch(value):
-        raise ValueError("must be a Helm release name: up to 53 characters of a-z, 0-9, '-', '.', starting and ending with a letter or digit")
+        raise ValueError(
+            "must be a Helm release name: up to 53 characters of a-z, 0-9, '-', '.', starting and ending with a letter or digit"
+        )
     return value
 
 

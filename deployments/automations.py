@@ -14,8 +14,8 @@ from prefect.client.orchestration import get_client
 from prefect.events.actions import RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
-from blocks.release import ReleaseSettings
-from tasks.report import release_resource
+from runner_cache.blocks.release import ReleaseSettings
+from runner_cache.tasks.events import release_resource
 
 UPGRADED_EVENT = "runner-cache.release.upgraded"
 

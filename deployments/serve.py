@@ -19,12 +19,12 @@ from prefect.schedules import Cron
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from blocks.errors import ConfigError
-from blocks.settings import RunnerCacheSections
-from deployments.automations import UPGRADED_EVENT, ensure_automation, verify_after_upgrade
-from tasks.locks import bucket_lock_name, ensure_limit, release_lock_name
-from tasks.prune_rules import PruneOptions
-from tasks.report import StepResult, timed
+from runner_cache.blocks.settings import RunnerCacheSections
+from runner_cache.deployments.automations import UPGRADED_EVENT, ensure_automation, verify_after_upgrade
+from runner_cache.errors import ConfigError
+from runner_cache.flows.locks import bucket_lock_name, ensure_limit, release_lock_name
+from runner_cache.tasks.prune.rules import PruneOptions
+from runner_cache.tasks.results import StepResult, timed
 
 TAGS = ["runner-cache"]
 
@@ -42,18 +42,36 @@ class Served:
         return getattr(importlib.import_module(module), function)
 
 
-SETUP = Served("flows.setup:setup_runner_cache", "default", "Provision the store, ensure the bucket, configure the runner release, verify.")
-PRUNE = Served("flows.prune:prune_runner_cache", "nightly", "Remove stale cache objects by the schedule's rules.")
-VERIFY = Served("flows.verify:verify_runner_cache", "on-demand", "Prove that two jobs on different pods share the cache; runs after every release upgrade.")
-REBUILD = Served("flows.rebuild:rebuild_runner", "after-upgrade", "Upgrade the runner release, verify, roll back when verification fails.")
+SETUP = Served(
+    "runner_cache.flows.setup:setup_runner_cache",
+    "default",
+    "Provision the store, ensure the bucket, configure the runner release, verify.",
+)
+PRUNE = Served(
+    "runner_cache.flows.prune:prune_runner_cache", "nightly", "Remove stale cache objects by the schedule's rules."
+)
+VERIFY = Served(
+    "runner_cache.flows.verify:verify_runner_cache",
+    "on-demand",
+    "Prove that two jobs on different pods share the cache; runs after every release upgrade.",
+)
+REBUILD = Served(
+    "runner_cache.flows.rebuild:rebuild_runner",
+    "after-upgrade",
+    "Upgrade the runner release, verify, roll back when verification fails.",
+)
 SERVED = (SETUP, PRUNE, VERIFY, REBUILD)
 
 
 class NightlyPruneRules(PruneOptions):
     """The nightly prune's rules; unlike a one-off prune it has defaults: older than 30 days, and superseded indexes."""
 
-    max_age_days: float | None = Field(30, gt=0, description="Delete cache objects last written more than this many days ago.")
-    superseded: bool = Field(True, description="Delete objects of an older cache index once the same key has a newer one.")
+    max_age_days: float | None = Field(
+        30, gt=0, description="Delete cache objects last written more than this many days ago."
+    )
+    superseded: bool = Field(
+        True, description="Delete objects of an older cache index once the same key has a newer one."
+    )
 
 
 class ScheduleSettings(BaseModel):
@@ -86,7 +104,9 @@ class ScheduleSettings(BaseModel):
 class ServeSettings(BaseSettings):
     """``RUNNER_CACHE_SCHEDULE__*`` from the environment or ``.env``; the flows' own settings are read by the flows."""
 
-    model_config = SettingsConfigDict(env_prefix="RUNNER_CACHE_", env_nested_delimiter="__", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="RUNNER_CACHE_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
 
     schedule: ScheduleSettings = ScheduleSettings()
 
@@ -148,14 +168,34 @@ def prepare(sections: RunnerCacheSections, deployments: list[RunnerDeployment]) 
         verify_id = verify.apply()  # serve() applies it again (an upsert); the automation needs its id now
         wanted = verify_after_upgrade(sections.release, verify_id)
         outcome, automation_id = ensure_automation(wanted)
-    what = f"{UPGRADED_EVENT} for {sections.release.namespace}/{sections.release.release} runs {deployment_name(VERIFY)}"
-    detail = {"created": f"created automation: {what}", "updated": f"put the automation back: {what}", "unchanged": f"automation in place: {what}"}[outcome]
-    steps.append(_step("automation", outcome, detail, timer.seconds, {"name": wanted.name, "id": str(automation_id), "verify_deployment_id": str(verify_id)}))
+    what = (
+        f"{UPGRADED_EVENT} for {sections.release.namespace}/{sections.release.release} runs {deployment_name(VERIFY)}"
+    )
+    detail = {
+        "created": f"created automation: {what}",
+        "updated": f"put the automation back: {what}",
+        "unchanged": f"automation in place: {what}",
+    }[outcome]
+    steps.append(
+        _step(
+            "automation",
+            outcome,
+            detail,
+            timer.seconds,
+            {"name": wanted.name, "id": str(automation_id), "verify_deployment_id": str(verify_id)},
+        )
+    )
     return steps
 
 
 def _step(step: str, outcome: str, detail: str, seconds: float, data: dict) -> StepResult:
-    return StepResult(step=step, status="unchanged" if outcome == "unchanged" else "changed", detail=detail, seconds=seconds, data=data)
+    return StepResult(
+        step=step,
+        status="unchanged" if outcome == "unchanged" else "changed",
+        detail=detail,
+        seconds=seconds,
+        data=data,
+    )
 
 
 def serve_forever(deployments: list[RunnerDeployment], limit: int | None) -> None:

@@ -7,17 +7,18 @@ from collections.abc import Callable
 from prefect import flow
 from prefect.states import State
 
-from blocks.config_block import resolve_config
-from blocks.errors import ConfigError
-from blocks.settings import RunnerCacheSections
-from flows.verify import run_pipeline_check
-from tasks.bucket import ensure_bucket, ensure_bucket_task
-from tasks.locks import exclusive
-from tasks.report import StepResult, bucket_resource, finish, run_steps
-from tasks.roundtrip import roundtrip
-from tasks.runner_release import plan_release, release_then_verify
-from tasks.store import plan as plan_store
-from tasks.store import provision_store
+from runner_cache.blocks.config_block import resolve_config
+from runner_cache.blocks.settings import RunnerCacheSections
+from runner_cache.errors import UsageError
+from runner_cache.flows.locks import exclusive
+from runner_cache.flows.reporting import finish, run_steps
+from runner_cache.flows.verify import run_pipeline_check
+from runner_cache.tasks.events import bucket_resource
+from runner_cache.tasks.release.step import plan_release, release_then_verify
+from runner_cache.tasks.results import StepResult
+from runner_cache.tasks.store import ensure_store, ensure_store_task
+from runner_cache.tasks.store.bucket import ensure_bucket, ensure_bucket_task
+from runner_cache.tasks.store.roundtrip import check_roundtrip_task
 
 
 def _not_configured(step: str, enable: str) -> StepResult:
@@ -28,21 +29,26 @@ def skipped_steps(config: RunnerCacheSections) -> list[StepResult]:
     """Steps whose target is not configured, each saying what would enable it."""
     steps = []
     if not config.release.configured:
-        steps.append(_not_configured("release", "set RUNNER_CACHE_RELEASE__CHART (and the cluster) to configure the runner release"))
+        steps.append(
+            _not_configured(
+                "release", "set RUNNER_CACHE_RELEASE__CHART (and the cluster) to configure the runner release"
+            )
+        )
     if not config.gitlab.configured:
         steps.append(
             _not_configured(
-                "pipeline", "set RUNNER_CACHE_GITLAB__URL, RUNNER_CACHE_GITLAB__TOKEN and RUNNER_CACHE_GITLAB__PROJECT to prove the cache with a pipeline"
+                "pipeline",
+                "set RUNNER_CACHE_GITLAB__URL, RUNNER_CACHE_GITLAB__TOKEN and RUNNER_CACHE_GITLAB__PROJECT to prove the cache with a pipeline",
             )
         )
     return steps
 
 
 def _read_only(step: str, action: Callable[[], StepResult]) -> StepResult:
-    """A plan step; a store or cluster that cannot be read becomes a failed row, not a crash."""
+    """A plan step; a store or cluster that cannot be read becomes a failed row (exit 1), not a crash; bad settings still stop (exit 2)."""
     try:
         return action()
-    except ConfigError:
+    except UsageError:
         raise
     except Exception as error:
         return StepResult(step=step, status="failed", detail=f"{type(error).__name__}: {error}")
@@ -50,17 +56,31 @@ def _read_only(step: str, action: Callable[[], StepResult]) -> StepResult:
 
 def plan_setup(config: RunnerCacheSections) -> list[StepResult]:
     """What setup would do, touching nothing (reads the store and the cluster when they are reachable)."""
-    store_step = _read_only("store", lambda: plan_store(config.store))
+    store_step = _read_only("store", lambda: ensure_store(config.store, apply=False))
     steps = [store_step]
     if store_step.status == "unchanged":
         steps.append(_read_only("bucket", lambda: ensure_bucket(config.store, config.cache, apply=False)))
     else:
-        steps.append(StepResult(step="bucket", status="planned", detail=f"would ensure bucket {config.store.bucket!r} and its lifecycle rule once the store runs"))
-    steps.append(StepResult(step="roundtrip", status="planned", detail="would write, read back and delete a test archive"))
+        steps.append(
+            StepResult(
+                step="bucket",
+                status="planned",
+                detail=f"would ensure bucket {config.store.bucket!r} and its lifecycle rule once the store runs",
+            )
+        )
+    steps.append(
+        StepResult(step="roundtrip", status="planned", detail="would write, read back and delete a test archive")
+    )
     if config.release.configured:
         steps.append(_read_only("release", lambda: plan_release(config)))
     if config.gitlab.configured:
-        steps.append(StepResult(step="pipeline", status="planned", detail=f"would prove the cache with a two-job pipeline in {config.gitlab.project}"))
+        steps.append(
+            StepResult(
+                step="pipeline",
+                status="planned",
+                detail=f"would prove the cache with a two-job pipeline in {config.gitlab.project}",
+            )
+        )
     return steps + skipped_steps(config)
 
 
@@ -78,9 +98,9 @@ def setup_runner_cache(config: str | None = None, rollback_on_failure: bool = Tr
         failure = run_steps(
             steps,
             [
-                ("store", lambda: provision_store(sections.store)),
+                ("store", lambda: ensure_store_task(sections.store)),
                 ("bucket", lambda: ensure_bucket_task(sections.store, sections.cache)),
-                ("roundtrip", lambda: roundtrip(sections.store, sections.cache)),
+                ("roundtrip", lambda: check_roundtrip_task(sections.store, sections.cache)),
             ],
         )
         pipeline = [("pipeline", lambda: run_pipeline_check(sections))] if sections.gitlab.configured else []

@@ -12,12 +12,14 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.states import Failed, State
 
-from blocks.config_block import resolve_config
-from blocks.settings import RunnerCacheSections
-from tasks.gitlab_pipeline import cache_object_check, verification_pipeline
-from tasks.report import StepResult, bucket_resource, markdown_table, run_steps, steps_markdown, timed
-from tasks.roundtrip import roundtrip
-from tasks.verify_diagnosis import (
+from runner_cache.blocks.config_block import resolve_config
+from runner_cache.blocks.settings import RunnerCacheSections
+from runner_cache.flows.reporting import run_steps, steps_markdown
+from runner_cache.redaction import redact
+from runner_cache.tasks.events import bucket_resource
+from runner_cache.tasks.results import StepResult, markdown_table, timed
+from runner_cache.tasks.store.roundtrip import check_roundtrip_task
+from runner_cache.tasks.verify.diagnosis import (
     ObjectCheck,
     PipelineEvidence,
     StoreView,
@@ -25,10 +27,10 @@ from tasks.verify_diagnosis import (
     created_key,
     diagnose,
     excerpt,
-    mask,
     runner_identity,
     uploaded,
 )
+from runner_cache.tasks.verify.pipeline import check_cache_object_task, run_verification_pipeline_task
 
 FLOW_NAME = "verify-runner-cache"
 EVIDENCE_ARTIFACT = "runner-cache-verification"
@@ -53,12 +55,17 @@ def _object_check(sections: RunnerCacheSections, evidence: PipelineEvidence) -> 
     if identity is None or key is None:
         return None, None
     try:
-        return cache_object_check(sections.store, sections.cache, evidence.project_id, identity[1], key), None
+        return check_cache_object_task(sections.store, sections.cache, evidence.project_id, identity[1], key), None
     except Exception as error:  # reported as the diagnosis: the bucket could not be read
-        return None, f"could not look for the cache object in bucket {sections.store.bucket!r}: {type(error).__name__}: {error}"
+        return (
+            None,
+            f"could not look for the cache object in bucket {sections.store.bucket!r}: {type(error).__name__}: {error}",
+        )
 
 
-def evidence_markdown(evidence: PipelineEvidence, verdict: Verdict, check: ObjectCheck | None, secrets: list[str]) -> str:
+def evidence_markdown(
+    evidence: PipelineEvidence, verdict: Verdict, check: ObjectCheck | None, secrets: list[str]
+) -> str:
     """The artifact: verdict, diagnosis, a side-by-side of both jobs, the object check and trace excerpts (masked)."""
     facts = verdict.facts
     title = "PASSED" if verdict.passed else "FAILED"
@@ -95,7 +102,7 @@ def evidence_markdown(evidence: PipelineEvidence, verdict: Verdict, check: Objec
         if job is not None and job.trace:
             text = excerpt(job.trace).replace("```", "'''")
             lines += ["", f"### {job.name} job trace (excerpt)", "", "```text", text, "```"]
-    return mask("\n".join(lines) + "\n", secrets)
+    return redact("\n".join(lines) + "\n", secrets)
 
 
 def emit_verify_event(sections: RunnerCacheSections, passed: bool, payload: dict[str, Any]) -> None:
@@ -124,13 +131,24 @@ def run_pipeline_check(sections: RunnerCacheSections) -> StepResult:
     logger = get_run_logger()
     secrets = _secrets(sections)
     with timed() as timer:
-        evidence = verification_pipeline(sections.gitlab)
+        evidence = run_verification_pipeline_task(sections.gitlab)
         check, check_error = _object_check(sections, evidence)
-        store = StoreView(endpoint=sections.store.endpoint, bucket=sections.store.bucket, path=sections.cache.path, shared=sections.cache.shared)
+        store = StoreView(
+            endpoint=sections.store.endpoint,
+            bucket=sections.store.bucket,
+            path=sections.cache.path,
+            shared=sections.cache.shared,
+        )
         verdict = diagnose(evidence, store, check)
         if check_error:
-            verdict = Verdict(passed=False, summary="the bucket could not be checked", diagnosis=[check_error], warnings=verdict.warnings, facts=verdict.facts)
-    verdict = Verdict.model_validate_json(mask(verdict.model_dump_json(), secrets))
+            verdict = Verdict(
+                passed=False,
+                summary="the bucket could not be checked",
+                diagnosis=[check_error],
+                warnings=verdict.warnings,
+                facts=verdict.facts,
+            )
+    verdict = Verdict.model_validate_json(redact(verdict.model_dump_json(), secrets))
     create_markdown_artifact(
         key=EVIDENCE_ARTIFACT,
         markdown=evidence_markdown(evidence, verdict, check, secrets),
@@ -156,7 +174,9 @@ def run_pipeline_check(sections: RunnerCacheSections) -> StepResult:
         detail = f"two jobs shared the cache: {verdict.summary}" + "".join(f" (warning: {w})" for w in verdict.warnings)
         logger.info("pipeline check passed: %s", detail)
         return StepResult(step="pipeline", status="unchanged", detail=detail, seconds=timer.seconds, data=data)
-    return StepResult(step="pipeline", status="failed", detail=" ".join(verdict.diagnosis), seconds=timer.seconds, data=data)
+    return StepResult(
+        step="pipeline", status="failed", detail=" ".join(verdict.diagnosis), seconds=timer.seconds, data=data
+    )
 
 
 @flow(name=FLOW_NAME, persist_result=False)
@@ -169,7 +189,11 @@ def verify_runner_cache(config: str | None = None, roundtrip_first: bool = True)
     """
     sections = resolve_config(config)
     steps: list[StepResult] = []
-    failure = run_steps(steps, [("roundtrip", lambda: roundtrip(sections.store, sections.cache))]) if roundtrip_first else None
+    failure = (
+        run_steps(steps, [("roundtrip", lambda: check_roundtrip_task(sections.store, sections.cache))])
+        if roundtrip_first
+        else None
+    )
     if failure is None:
         steps.append(run_pipeline_check(sections))
     pipeline = steps[-1] if steps[-1].step == "pipeline" else None
@@ -179,9 +203,15 @@ def verify_runner_cache(config: str | None = None, roundtrip_first: bool = True)
             "verdict": "passed" if failure is None else "failed", "proven_across_pods": False,
             "pipeline": "skipped" if pipeline else "not run", "steps": {s.step: s.status for s in steps},
         })  # fmt: skip
-    create_markdown_artifact(key=FLOW_NAME, markdown=steps_markdown(FLOW_NAME, steps), description=f"{FLOW_NAME} summary")
+    create_markdown_artifact(
+        key=FLOW_NAME, markdown=steps_markdown(FLOW_NAME, steps), description=f"{FLOW_NAME} summary"
+    )
     passed = not any(step.status == "failed" for step in steps)
-    result = {"passed": passed, "proven_across_pods": bool(pipeline and pipeline.data.get("proven_across_pods")), "steps": [step.model_dump() for step in steps]}
+    result = {
+        "passed": passed,
+        "proven_across_pods": bool(pipeline and pipeline.data.get("proven_across_pods")),
+        "steps": [step.model_dump() for step in steps],
+    }
     if not passed:
         failed_step = next(step for step in steps if step.status == "failed")
         return Failed(message=f"{failed_step.step} failed: {failed_step.detail}", data=result)

@@ -7,8 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from blocks.errors import ConfigError
 from runner_cache.commands import blocks, history, prune, rebuild, render_chart, serve, setup, store, verify
+from runner_cache.errors import RunnerCacheError
 
 COMMANDS = (setup, verify, prune, rebuild, render_chart, store, blocks, history, serve)
 
@@ -25,16 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; exit codes: 0 ok, 1 the work failed, 2 bad usage or configuration."""
+    """Entry point; exit codes: 0 ok, 1 the work or an outside system failed, 2 bad usage or configuration."""
     args = build_parser().parse_args(argv)
     if getattr(args, "json", False):
         # Prefect's console logging goes to stderr; make sure nothing else reaches stdout either.
         logging.getLogger().handlers = [logging.StreamHandler(sys.stderr)]
     try:
         return int(args.func(args) or 0)
-    except ConfigError as error:
+    except RunnerCacheError as error:
         print(f"runner-cache: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from pathlib import Path
 
 # Isolate everything a test run could touch before Prefect reads its settings.
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="runner-cache-tests-"))
-for _name in [name for name in os.environ if name.startswith("RUNNER_CACHE_") and not name.startswith("RUNNER_CACHE_ACCEPTANCE_")]:
+for _name in [
+    name for name in os.environ if name.startswith("RUNNER_CACHE_") and not name.startswith("RUNNER_CACHE_ACCEPTANCE_")
+]:
     del os.environ[_name]
 os.environ.update(
     PREFECT_HOME=str(_SESSION_DIR / "prefect"),
@@ -25,8 +27,8 @@ import logging  # noqa: E402
 import pytest  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from blocks.store import StoreSettings  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from runner_cache.blocks.store import StoreSettings  # noqa: E402
+from tests.support.servers import free_port  # noqa: E402
 
 ACCESS_KEY = "rc-test-access"
 SECRET_KEY = "rc-test-secret-key-0123"
@@ -49,7 +51,7 @@ def prefect_api() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def seaweed_server(session_dir: Path) -> Iterator[StoreSettings]:
     """SeaweedFS ``weed mini`` started by the local backend itself, with fixed test credentials."""
-    from tasks.local_store import ensure_local_store, stop_local_store
+    from runner_cache.tasks.store import local_backend
 
     store = StoreSettings(
         backend="local",
@@ -58,11 +60,11 @@ def seaweed_server(session_dir: Path) -> Iterator[StoreSettings]:
         secret_key=SecretStr(SECRET_KEY),
         state_dir=session_dir / "seaweed",
     )
-    ensure_local_store(store)
+    local_backend.ensure(store)
     try:
         yield store.model_copy(update={"backend": "external"})
     finally:
-        stop_local_store(store)
+        local_backend.stop(store)
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +106,12 @@ def seaweed_store(seaweed_server: StoreSettings) -> StoreSettings:
 @pytest.fixture
 def moto_store(moto_server: StoreSettings) -> StoreSettings:
     return moto_server.model_copy(update={"bucket": _unique_bucket()})
+
+
+@pytest.fixture(autouse=True)
+def _forget_registered_secrets() -> Iterator[None]:
+    """Each test starts with no registered secrets, as a fresh process would (one test's key cannot mask another's text)."""
+    yield
+    from runner_cache import redaction
+
+    redaction.forget()

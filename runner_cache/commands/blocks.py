@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from blocks.config_block import RunnerCacheConfig
+from runner_cache.blocks.config_block import RunnerCacheConfig
+from runner_cache.errors import UsageError
 from runner_cache.output import emit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("blocks", help="save the configuration as a Prefect block")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    save = actions.add_parser("save", help="save RUNNER_CACHE_* (environment, .env, TOML) as a Runner Cache Config block")
+    save = actions.add_parser(
+        "save", help="save RUNNER_CACHE_* (environment, .env, TOML) as a Runner Cache Config block"
+    )
     save.add_argument("name", help="block name; flows take it as their `config` parameter")
     save.add_argument("--overwrite", action="store_true", help="replace an existing block of that name")
     save.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -29,7 +32,7 @@ def run_save(args: argparse.Namespace) -> int:
     except ValueError as error:
         if "already exists" not in str(error):
             raise
-        raise SystemExit(f"runner-cache: a block named {args.name!r} exists; pass --overwrite to replace it") from None
+        raise UsageError(f"a block named {args.name!r} exists; pass --overwrite to replace it") from None
     emit(
         {"name": args.name, "block_type": "runner-cache-config", "id": str(block_id)},
         as_json=args.json,

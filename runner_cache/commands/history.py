@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import FlowRunSort
 
 from runner_cache.output import emit
-from tasks.report import markdown_table
+from runner_cache.tasks.results import markdown_table
 
 FLOWS = ("setup-runner-cache", "prune-runner-cache", "verify-runner-cache", "rebuild-runner")
 _SECRET_NAME = re.compile(r"secret|token|password|key", re.IGNORECASE)
@@ -50,7 +50,7 @@ def _summary(markdown: str | None) -> str:
 
 
 def _changes(markdown: str | None) -> list[str]:
-    """``step: what and why`` for each changed or failed step of a steps table (``tasks.report.steps_markdown``)."""
+    """``step: what and why`` for each changed or failed step of a steps table (``runner_cache.tasks.results.steps_markdown``)."""
     changes = []
     for line in (markdown or "").splitlines():
         cells = [cell.strip().replace("\\|", "|") for cell in _CELL_SPLIT.split(line.strip().strip("|"))]
@@ -61,22 +61,34 @@ def _changes(markdown: str | None) -> list[str]:
 
 def recent_runs(flow: str | None, limit: int) -> list[dict]:
     with get_client(sync_client=True) as client:
-        flows = {f.id: f.name for f in client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow] if flow else list(FLOWS))))}
+        flows = {
+            f.id: f.name
+            for f in client.read_flows(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow] if flow else list(FLOWS)))
+            )
+        }
         if not flows:
             return []
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows.values()))),
             # past and current runs only: the nightly schedule keeps the next runs queued as "Scheduled"
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(not_any_=["Scheduled"]))),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(name=FlowRunFilterStateName(not_any_=["Scheduled"]))
+            ),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=limit,
         )
         rows = []
         for run in runs:
-            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+            )
             flow_name = flows.get(run.flow_id, "?")
             # the summary artifact is keyed by the flow's name; a flow may leave other markdown (e.g. evidence)
-            summaries = sorted((a for a in artifacts if a.type == "markdown" and isinstance(a.data, str)), key=lambda a: a.key != flow_name)
+            summaries = sorted(
+                (a for a in artifacts if a.type == "markdown" and isinstance(a.data, str)),
+                key=lambda a: a.key != flow_name,
+            )
             markdown = summaries[0].data if summaries else None
             rows.append(
                 {
@@ -100,7 +112,15 @@ def run_history(args: argparse.Namespace) -> int:
     table = markdown_table(
         ["started", "flow", "run", "state", "seconds", "parameters", "result"],
         [
-            [r["start_time"] or "-", r["flow"], r["name"], r["state"], r["duration_seconds"], r["parameters"], f"{r['summary']} {'; '.join(r['changes'])}".strip()]
+            [
+                r["start_time"] or "-",
+                r["flow"],
+                r["name"],
+                r["state"],
+                r["duration_seconds"],
+                r["parameters"],
+                f"{r['summary']} {'; '.join(r['changes'])}".strip(),
+            ]
             for r in runs
         ],
     )

@@ -9,14 +9,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from blocks.config_block import resolve_config
-from blocks.errors import ConfigError
-from flows.prune import prune_options, prune_runner_cache
+from runner_cache.blocks.config_block import resolve_config
 from runner_cache.commands.common import add_common
+from runner_cache.errors import ConfigError
+from runner_cache.flows.prune import prune_options, prune_runner_cache
 from runner_cache.output import emit
-from tasks.prune import read_deletions
-from tasks.prune_rules import human_size
-from tasks.report import markdown_table
+from runner_cache.tasks.prune.rules import human_size
+from runner_cache.tasks.prune.walk import read_deletions
+from runner_cache.tasks.results import markdown_table
 
 TEXT_ROWS = 50
 
@@ -30,11 +30,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common(parser)
     parser.add_argument("--dry-run", action="store_true", help="name what would be deleted; delete nothing")
-    parser.add_argument("--max-age-days", type=float, metavar="N", help="delete objects last written more than N days ago")
-    parser.add_argument("--superseded", action="store_true", help="delete objects of an older cache index once the same key has a newer one")
-    parser.add_argument("--deleted-refs", action="store_true", help="delete keys that are the slug of no existing branch or tag (needs GitLab)")
-    parser.add_argument("--max-total-size", metavar="SIZE", help="budget for all cache objects (500M, 10G, 10Gi); above it the oldest go first")
-    parser.add_argument("--keep", action="append", default=[], metavar="GLOB", help="never delete a cache key or object name matching GLOB (repeatable)")
+    parser.add_argument(
+        "--max-age-days", type=float, metavar="N", help="delete objects last written more than N days ago"
+    )
+    parser.add_argument(
+        "--superseded",
+        action="store_true",
+        help="delete objects of an older cache index once the same key has a newer one",
+    )
+    parser.add_argument(
+        "--deleted-refs",
+        action="store_true",
+        help="delete keys that are the slug of no existing branch or tag (needs GitLab)",
+    )
+    parser.add_argument(
+        "--max-total-size",
+        metavar="SIZE",
+        help="budget for all cache objects (500M, 10G, 10Gi); above it the oldest go first",
+    )
+    parser.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="never delete a cache key or object name matching GLOB (repeatable)",
+    )
     parser.add_argument("--max-deletions", type=int, metavar="N", help="stop deleting after N objects, and say so")
     parser.set_defaults(func=run_prune)
 
@@ -49,10 +69,15 @@ def write_json(out: TextIO, dry_run: bool, result: dict[str, Any] | None, deleti
     first = True
     for line in read_deletions(deletions):
         if line["kind"] == "deleted":
-            out.write(("" if first else ", ") + json.dumps({"key": line["key"], "reason": line["reason"], "size": line["size"]}))
+            out.write(
+                ("" if first else ", ")
+                + json.dumps({"key": line["key"], "reason": line["reason"], "size": line["size"]})
+            )
             first = False
     head = _document_head(result) if result else {"deleted_count": 0, "bytes_freed": 0, "kept_count": 0}
-    out.write("], " + ", ".join(f"{json.dumps(name)}: {json.dumps(value)}" for name, value in head.items()) + ', "errors": [')
+    out.write(
+        "], " + ", ".join(f"{json.dumps(name)}: {json.dumps(value)}" for name, value in head.items()) + ', "errors": ['
+    )
     first = True
     for line in read_deletions(deletions):
         if line["kind"] == "error":
@@ -76,7 +101,13 @@ def text_summary(result: dict[str, Any]) -> str:
     lines += result["notes"]
     rows = result["rows"][:TEXT_ROWS]
     if rows:
-        lines += ["", markdown_table(["object", "size", "age (days)", "reason"], [[r["key"], r["size"], r["age_days"], r["reason"]] for r in rows])]
+        lines += [
+            "",
+            markdown_table(
+                ["object", "size", "age (days)", "reason"],
+                [[r["key"], r["size"], r["age_days"], r["reason"]] for r in rows],
+            ),
+        ]
         if result["deleted_count"] > len(rows):
             lines.append(f"…and {result['deleted_count'] - len(rows)} more (--json lists all)")
     if result["errors"]:
@@ -86,8 +117,13 @@ def text_summary(result: dict[str, Any]) -> str:
 
 def run_prune(args: argparse.Namespace) -> int:
     options = prune_options(
-        dry_run=args.dry_run, max_age_days=args.max_age_days, superseded=args.superseded, deleted_refs=args.deleted_refs,
-        max_total_size=args.max_total_size, keep=args.keep, max_deletions=args.max_deletions,
+        dry_run=args.dry_run,
+        max_age_days=args.max_age_days,
+        superseded=args.superseded,
+        deleted_refs=args.deleted_refs,
+        max_total_size=args.max_total_size,
+        keep=args.keep,
+        max_deletions=args.max_deletions,
     )
     sections = resolve_config(args.config)  # configuration errors stop here, before any flow run starts
     if options.deleted_refs and not (sections.gitlab.url and sections.gitlab.token):

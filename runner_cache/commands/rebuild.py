@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import argparse
 
-from blocks.config_block import resolve_config
-from blocks.errors import ConfigError
-from flows.rebuild import RebuildParameters, rebuild_runner
+from runner_cache.blocks.config_block import resolve_config
 from runner_cache.commands.common import add_common, report_flow_run
+from runner_cache.errors import ConfigError
+from runner_cache.flows.rebuild import RebuildParameters, rebuild_runner
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    rebuild = subparsers.add_parser("rebuild", help="run the rebuild-runner flow (upgrade the release, verify, roll back on failure)")
+    rebuild = subparsers.add_parser(
+        "rebuild", help="run the rebuild-runner flow (upgrade the release, verify, roll back on failure)"
+    )
     add_common(rebuild)
-    rebuild.add_argument("--chart-version", help="gitlab-runner chart version to upgrade to (default: the configured one)")
+    rebuild.add_argument(
+        "--chart-version", help="gitlab-runner chart version to upgrade to (default: the configured one)"
+    )
     rebuild.add_argument("--runner-image-tag", help="override the runner image tag, e.g. alpine-v18.6.0")
-    rebuild.add_argument("--no-verify", action="store_true", help="upgrade only; skip the round trip and the pipeline check")
-    rebuild.add_argument("--no-rollback", action="store_true", help="keep the upgraded release even when verification fails")
+    rebuild.add_argument(
+        "--no-verify", action="store_true", help="upgrade only; skip the round trip and the pipeline check"
+    )
+    rebuild.add_argument(
+        "--no-rollback", action="store_true", help="keep the upgraded release even when verification fails"
+    )
     rebuild.set_defaults(func=run_rebuild)
 
 

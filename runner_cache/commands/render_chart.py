@@ -6,11 +6,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from blocks.config_block import resolve_config
+from runner_cache.blocks.config_block import resolve_config
 from runner_cache.commands.common import add_common
+from runner_cache.errors import ChartError
 from runner_cache.output import emit
-from tasks.chart_patch import ChartMismatch, prepare_chart
-from tasks.chart_source import ChartError
+from runner_cache.tasks.chart.patch import ChartMismatch, prepare_chart
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,8 +18,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "render-chart",
         help="render the runner chart with the cache values and check what the runner gets; needs no cluster",
     )
-    parser.add_argument("--chart", metavar="PATH_OR_REF", help="chart directory, .tgz or repo reference (default: RUNNER_CACHE_RELEASE__CHART)")
-    parser.add_argument("--version", help="chart version to pull, or to expect of a local chart (default: RUNNER_CACHE_RELEASE__CHART_VERSION)")
+    parser.add_argument(
+        "--chart",
+        metavar="PATH_OR_REF",
+        help="chart directory, .tgz or repo reference (default: RUNNER_CACHE_RELEASE__CHART)",
+    )
+    parser.add_argument(
+        "--version",
+        help="chart version to pull, or to expect of a local chart (default: RUNNER_CACHE_RELEASE__CHART_VERSION)",
+    )
     add_common(parser)
     parser.set_defaults(func=run_render_chart)
 

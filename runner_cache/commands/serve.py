@@ -8,10 +8,17 @@ import sys
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
 
-from blocks.config_block import resolve_config
-from blocks.errors import ConfigError
-from deployments.serve import PRUNE, build_deployments, deployment_name, load_serve_settings, prepare, serve_forever
+from runner_cache.blocks.config_block import resolve_config
 from runner_cache.commands.common import add_common, steps_text
+from runner_cache.deployments.serve import (
+    PRUNE,
+    build_deployments,
+    deployment_name,
+    load_serve_settings,
+    prepare,
+    serve_forever,
+)
+from runner_cache.errors import ConfigError
 from runner_cache.output import emit
 
 
@@ -23,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "until stopped. The nightly prune's schedule and rules come from RUNNER_CACHE_SCHEDULE__*.",
     )
     add_common(parser)
-    parser.add_argument("--limit", type=_positive, metavar="N", help="run at most N flow runs at once (default: no limit)")
+    parser.add_argument(
+        "--limit", type=_positive, metavar="N", help="run at most N flow runs at once (default: no limit)"
+    )
     parser.set_defaults(func=run_serve)
 
 

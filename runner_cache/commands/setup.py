@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from blocks.config_block import resolve_config
-from flows.setup import plan_setup, setup_runner_cache
+from runner_cache.blocks.config_block import resolve_config
 from runner_cache.commands.common import add_common, report_flow_run, steps_text
+from runner_cache.flows.setup import plan_setup, setup_runner_cache
 from runner_cache.output import emit
 
 
@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.set_defaults(func=run_plan)
     setup = subparsers.add_parser("setup", help="run the setup-runner-cache flow")
     add_common(setup)
-    setup.add_argument("--no-rollback", action="store_true", help="keep an upgraded release even when the pipeline check fails")
+    setup.add_argument(
+        "--no-rollback", action="store_true", help="keep an upgraded release even when the pipeline check fails"
+    )
     setup.set_defaults(func=run_setup)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from blocks.config_block import resolve_config
-from flows.verify import verify_runner_cache
+from runner_cache.blocks.config_block import resolve_config
 from runner_cache.commands.common import add_common, report_flow_run, steps_text
-from tasks.report import StepResult
+from runner_cache.flows.verify import verify_runner_cache
+from runner_cache.tasks.results import StepResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -19,22 +19,24 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from blocks.errors import ConfigError
-from blocks.release import ReleaseSettings
-from blocks.store import DEFAULT_MINIO_IMAGE, KubeStoreSettings, StoreSettings
-from tasks.chart_source import PROJECT_HELM, helm_binary
-from tasks.helm_release import deployed_release, rollback_release, upgrade_release
-from tasks.kube import api_client, ensure_cache_secret, wait_for_rollout
-from tasks.kube_store import ensure_kube_store
-from tasks.s3 import wait_until_ready
-from tests.servers import free_port, wait_for_port
+from runner_cache.blocks.release import ReleaseSettings
+from runner_cache.blocks.store import DEFAULT_MINIO_IMAGE, KubeStoreSettings, StoreSettings
+from runner_cache.errors import ConfigError
+from runner_cache.tasks.chart.helm_cli import helm_binary
+from runner_cache.tasks.kube.api import api_client, ensure_cache_secret, wait_for_rollout
+from runner_cache.tasks.release.helm import deployed_release, rollback_release, upgrade_release
+from runner_cache.tasks.store import kubernetes_backend
+from runner_cache.tasks.store.s3 import wait_until_ready
+from tests.support.servers import free_port, wait_for_port
 
 KUBECONFIG = os.environ.get("RUNNER_CACHE_ACCEPTANCE_KUBECONFIG")
 CONTEXT = os.environ.get("RUNNER_CACHE_ACCEPTANCE_CONTEXT") or None
 
 pytestmark = [
     pytest.mark.acceptance,
-    pytest.mark.skipif(not KUBECONFIG, reason="set RUNNER_CACHE_ACCEPTANCE_KUBECONFIG to a kind/k3d cluster's kubeconfig"),
+    pytest.mark.skipif(
+        not KUBECONFIG, reason="set RUNNER_CACHE_ACCEPTANCE_KUBECONFIG to a kind/k3d cluster's kubeconfig"
+    ),
     pytest.mark.timeout(900),
 ]
 
@@ -64,7 +66,9 @@ spec:
 
 
 def _kubectl() -> str:
-    found = shutil.which("kubectl") or (str(PROJECT_HELM.with_name("kubectl")) if PROJECT_HELM.with_name("kubectl").is_file() else None)
+    found = shutil.which("kubectl") or (
+        str(helm_binary().with_name("kubectl")) if helm_binary().with_name("kubectl").is_file() else None
+    )
     if not found:
         pytest.skip("kubectl not found: run scripts/get-helm.sh")
     return found
@@ -108,14 +112,23 @@ def store(namespaces: tuple[str, str]) -> StoreSettings:
 
 
 def test_minio_in_the_cluster_is_idempotent_and_serves_s3(store: StoreSettings) -> None:
-    first = ensure_kube_store(store)
+    first = kubernetes_backend.ensure(store)
     assert first.status == "changed"
-    second = ensure_kube_store(store)
+    second = kubernetes_backend.ensure(store)
     assert second.status == "unchanged", second.detail
 
     port = free_port()
     service = f"svc/{store.kubernetes.name}"
-    command = [_kubectl(), "--kubeconfig", str(KUBECONFIG), "-n", store.kubernetes.namespace, "port-forward", service, f"{port}:9000"]
+    command = [
+        _kubectl(),
+        "--kubeconfig",
+        str(KUBECONFIG),
+        "-n",
+        store.kubernetes.namespace,
+        "port-forward",
+        service,
+        f"{port}:9000",
+    ]
     command += ["--context", CONTEXT] if CONTEXT else []
     forward = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -140,7 +153,12 @@ def test_release_upgrade_no_op_and_rollback(store: StoreSettings, namespaces: tu
     (chart / "Chart.yaml").write_text(CHART_YAML)
     (chart / "templates" / "deployment.yaml").write_text(DEPLOYMENT)
     release = ReleaseSettings(
-        chart=str(chart), release="acc-runner", namespace=namespaces[1], kubeconfig=Path(KUBECONFIG or ""), context=CONTEXT, timeout_seconds=180
+        chart=str(chart),
+        release="acc-runner",
+        namespace=namespaces[1],
+        kubeconfig=Path(KUBECONFIG or ""),
+        context=CONTEXT,
+        timeout_seconds=180,
     )
     values = {"runners": {"cache": {"secretName": release.secret_name}, "config": "[[runners]]\n"}}
 

@@ -29,16 +29,21 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from blocks.store import StoreSettings
-from tasks.chart_source import helm_binary
+from runner_cache.blocks.store import StoreSettings
+from runner_cache.tasks.chart.helm_cli import helm_binary
 from tests.fakes import fake_helm
 from tests.fakes.kube_api import FakeKubeApi, KubeApiServer
-from tests.kube.conftest import runner_deployment
-from tests.servers import free_port
+from tests.integration.kube.conftest import runner_deployment
+from tests.support.servers import free_port
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
-DEPLOYMENTS = ("setup-runner-cache/default", "prune-runner-cache/nightly", "verify-runner-cache/on-demand", "rebuild-runner/after-upgrade")
+DEPLOYMENTS = (
+    "setup-runner-cache/default",
+    "prune-runner-cache/nightly",
+    "verify-runner-cache/on-demand",
+    "rebuild-runner/after-upgrade",
+)
 E2E_TIMEZONE = "Europe/Berlin"
 CHART = REPO / "tests" / "charts" / "modern"  # gitlab-runner 0.60.0, as in the kube tests
 
@@ -66,7 +71,9 @@ class Process:
 
 def start(args: list[str], env: dict[str, str], log: Path, cwd: Path = REPO) -> Process:
     with log.open("ab") as handle:
-        popen = subprocess.Popen(args, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        popen = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Process(popen, log)
 
 
@@ -95,23 +102,33 @@ class PrefectServer:
 
     def runs_of(self, deployment_id: UUID) -> list[FlowRun]:
         with self.client_settings(), get_client(sync_client=True) as client:
-            return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+            return client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            )
 
     def wait_for_new_final_run(self, deployment_id: UUID, known: set[UUID], timeout: float = 90) -> FlowRun:
         """The first run of the deployment that is not in ``known`` and has finished."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = [run for run in self.runs_of(deployment_id) if run.id not in known and run.state and run.state.is_final()]
+            runs = [
+                run for run in self.runs_of(deployment_id) if run.id not in known and run.state and run.state.is_final()
+            ]
             if runs:
                 return runs[0]
             time.sleep(1)
         raise TimeoutError(f"no new finished run of deployment {deployment_id} after {timeout} s")
 
-    def run(self, *args: str, timeout: float = 180, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, timeout: float = 180, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         """A CLI (``prefect …``, ``runner-cache …``) from this venv, talking to the server."""
         return subprocess.run(
-            [str(BIN / args[0]), *args[1:]], env={**self.env, **(extra_env or {})}, cwd=REPO,
-            capture_output=True, text=True, timeout=timeout,
+            [str(BIN / args[0]), *args[1:]],
+            env={**self.env, **(extra_env or {})},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
 
@@ -132,7 +149,9 @@ def _wait_healthy(server: PrefectServer, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.popen.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {server.process.popen.returncode}:\n{server.process.output()[-3000:]}")
+            raise RuntimeError(
+                f"prefect server exited with {server.process.popen.returncode}:\n{server.process.output()[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(f"{server.api_url}/health", timeout=2) as response:
                 if response.status == 200:
@@ -151,9 +170,18 @@ def prefect_server(session_dir: Path) -> Iterator[PrefectServer]:
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = _client_env(home, api_url)
-    server_env = {**env, "PREFECT_UI_API_URL": api_url, "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
+    server_env = {
+        **env,
+        "PREFECT_UI_API_URL": api_url,
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+    }
     server_env.pop("PREFECT_API_URL")
-    process = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env, home / "server.log")
+    process = start(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        server_env,
+        home / "server.log",
+    )
     server = PrefectServer(process, port, home, env)
     try:
         _wait_healthy(server)
@@ -254,7 +282,12 @@ def served(prefect_server: PrefectServer, seaweed_server: StoreSettings, cluster
     stdout = prefect_server.home / "serve.json"
     with stdout.open("wb") as out, log.open("ab") as err:
         popen = subprocess.Popen(
-            [str(BIN / "runner-cache"), "serve", "--json"], env=env, cwd=REPO, stdout=out, stderr=err, start_new_session=True
+            [str(BIN / "runner-cache"), "serve", "--json"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
         )
     process = Process(popen, log)
     try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from runner_cache.commands.history import _changes, _summary, mask
-from tasks.report import StepResult, steps_markdown
+from runner_cache.flows.reporting import steps_markdown
+from runner_cache.tasks.results import StepResult
 
 
 def test_changes_are_the_changed_and_failed_steps_of_the_summary_artifact() -> None:
@@ -17,10 +18,23 @@ def test_changes_are_the_changed_and_failed_steps_of_the_summary_artifact() -> N
         ],
     )
     assert _summary(markdown) == "Failed: pipeline"
-    assert _changes(markdown) == ["bucket: created bucket 'runner' | rule runner-cache-expire", "pipeline: the second job found no cache"]
+    assert _changes(markdown) == [
+        "bucket: created bucket 'runner' | rule runner-cache-expire",
+        "pipeline: the second job found no cache",
+    ]
     assert _changes(None) == [] and _changes("# prune\n\n| a | b |\n|---|---|\n| 1 | 2 |\n") == []
 
 
 def test_secret_looking_parameters_are_masked_also_when_nested() -> None:
-    parameters = {"config": "prod", "api_token": "t0ps3cret", "parameters": {"chart_version": "0.71.0", "secret_key": "abc"}, "key": None}
-    assert mask(parameters) == {"config": "prod", "api_token": "***", "parameters": {"chart_version": "0.71.0", "secret_key": "***"}, "key": None}
+    parameters = {
+        "config": "prod",
+        "api_token": "t0ps3cret",
+        "parameters": {"chart_version": "0.71.0", "secret_key": "abc"},
+        "key": None,
+    }
+    assert mask(parameters) == {
+        "config": "prod",
+        "api_token": "***",
+        "parameters": {"chart_version": "0.71.0", "secret_key": "***"},
+        "key": None,
+    }

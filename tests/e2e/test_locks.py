@@ -12,10 +12,10 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr
 
-from blocks.release import ReleaseSettings
-from blocks.store import StoreSettings
-from tasks.locks import LockTimeout, bucket_lock_name, ensure_limit, exclusive, release_lock_name
-from tests.prefect_records import flow_run_logs
+from runner_cache.blocks.release import ReleaseSettings
+from runner_cache.blocks.store import StoreSettings
+from runner_cache.flows.locks import LockTimeout, bucket_lock_name, ensure_limit, exclusive, release_lock_name
+from tests.support.prefect_records import flow_run_logs
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -27,7 +27,13 @@ HOLDING: dict[str, threading.Event] = {}
 
 
 def _store(bucket: str, endpoint: str = "http://MinIO.example:9000") -> StoreSettings:
-    return StoreSettings(backend="external", endpoint=endpoint, access_key=SecretStr("abc"), secret_key=SecretStr("abcdefgh"), bucket=bucket)
+    return StoreSettings(
+        backend="external",
+        endpoint=endpoint,
+        access_key=SecretStr("abc"),
+        secret_key=SecretStr("abcdefgh"),
+        bucket=bucket,
+    )
 
 
 def _release(name: str, namespace: str = "gitlab-runner") -> ReleaseSettings:
@@ -51,7 +57,9 @@ def _run_two(first: dict, second: dict) -> list[tuple[float, float]]:
         events.update(first=threading.Event(), second=threading.Event())
     spans: list[tuple[float, float]] = []
     threads = [
-        threading.Thread(target=lambda kwargs=kwargs, me=me, other=other: spans.append(hold_flow(**kwargs, me=me, other=other)))
+        threading.Thread(
+            target=lambda kwargs=kwargs, me=me, other=other: spans.append(hold_flow(**kwargs, me=me, other=other))
+        )
         for kwargs, me, other in ((first, "first", "second"), (second, "second", "first"))
     ]
     for thread in threads:
@@ -130,7 +138,9 @@ def test_a_waiting_run_says_so_and_gives_up_with_a_clear_error() -> None:
     state = waiter(return_state=True)
     holder.join(30)
     assert state.is_failed() and state.name == "Failed"
-    with pytest.raises(LockTimeout, match=r"gave up after 0.3 s waiting for runner-cache:release:gitlab-runner:held-too-long"):
+    with pytest.raises(
+        LockTimeout, match=r"gave up after 0.3 s waiting for runner-cache:release:gitlab-runner:held-too-long"
+    ):
         state.result()
     logs = " ".join(flow_run_logs(state.state_details.flow_run_id))
     assert "waiting for runner-cache:release:gitlab-runner:held-too-long: another run holds it" in logs

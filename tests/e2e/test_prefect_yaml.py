@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.settings import PREFECT_API_URL
 
-from blocks.store import StoreSettings
+from runner_cache.blocks.store import StoreSettings
 from tests.e2e.conftest import REPO, store_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_api")]
@@ -29,7 +29,9 @@ POOL = "runner-cache"
 def _cli(*args: str, extra_env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {name: value for name, value in os.environ.items() if not name.startswith("RUNNER_CACHE_")}
     env.update(PREFECT_API_URL=PREFECT_API_URL.value(), **(extra_env or {}))
-    return subprocess.run([str(BIN / args[0]), *args[1:]], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / args[0]), *args[1:]], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_the_kubernetes_variant_deploys_with_valid_job_variables(tmp_path: Path) -> None:
@@ -41,7 +43,15 @@ def test_the_kubernetes_variant_deploys_with_valid_job_variables(tmp_path: Path)
     created = _cli("prefect", "work-pool", "create", "runner-cache-k8s", "--type", "kubernetes", "--overwrite")
     assert created.returncode == 0, created.stdout + created.stderr
     image = "registry.example.com/runner-cache:0.1.0"
-    deployed = _cli("prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(variant), extra_env={"RUNNER_CACHE_IMAGE": image})
+    deployed = _cli(
+        "prefect",
+        "--no-prompt",
+        "deploy",
+        "--all",
+        "--prefect-file",
+        str(variant),
+        extra_env={"RUNNER_CACHE_IMAGE": image},
+    )
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     with get_client(sync_client=True) as client:
         rebuild = client.read_deployment_by_name("rebuild-runner/after-upgrade")
@@ -61,27 +71,46 @@ def test_deploy_all_then_a_process_worker_runs_setup(moto_store: StoreSettings) 
     with get_client(sync_client=True) as client:
         deployments = {
             name: client.read_deployment_by_name(name)
-            for name in ("setup-runner-cache/default", "prune-runner-cache/nightly", "verify-runner-cache/on-demand", "rebuild-runner/after-upgrade")
+            for name in (
+                "setup-runner-cache/default",
+                "prune-runner-cache/nightly",
+                "verify-runner-cache/on-demand",
+                "rebuild-runner/after-upgrade",
+            )
         }
-        verify_automations = client.read_resource_related_automations(f"prefect.deployment.{deployments['verify-runner-cache/on-demand'].id}")
+        verify_automations = client.read_resource_related_automations(
+            f"prefect.deployment.{deployments['verify-runner-cache/on-demand'].id}"
+        )
     assert {deployment.work_pool_name for deployment in deployments.values()} == {POOL}
     assert {deployment.entrypoint for deployment in deployments.values()} == {
-        "flows.setup.setup_runner_cache", "flows.prune.prune_runner_cache", "flows.verify.verify_runner_cache", "flows.rebuild.rebuild_runner",
+        "runner_cache.flows.setup.setup_runner_cache", "runner_cache.flows.prune.prune_runner_cache", "runner_cache.flows.verify.verify_runner_cache", "runner_cache.flows.rebuild.rebuild_runner",
     }  # fmt: skip
     (schedule,) = deployments["prune-runner-cache/nightly"].schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 3 * * *", "UTC")
-    assert deployments["prune-runner-cache/nightly"].parameters == {"config": None, "max_age_days": 30, "superseded": True}
+    assert deployments["prune-runner-cache/nightly"].parameters == {
+        "config": None,
+        "max_age_days": 30,
+        "superseded": True,
+    }
     (automation,) = verify_automations
     assert automation.trigger.expect == {"runner-cache.release.upgraded"}
-    assert automation.trigger.match.model_dump() == {"prefect.resource.id": "runner-cache.release.gitlab-runner.gitlab-runner"}
+    assert automation.trigger.match.model_dump() == {
+        "prefect.resource.id": "runner-cache.release.gitlab-runner.gitlab-runner"
+    }
 
     run = _cli("prefect", "deployment", "run", "setup-runner-cache/default")
     assert run.returncode == 0, run.stdout + run.stderr
-    worker = _cli("prefect", "worker", "start", "--pool", POOL, "--run-once", extra_env=store_env(moto_store), timeout=180)
+    worker = _cli(
+        "prefect", "worker", "start", "--pool", POOL, "--run-once", extra_env=store_env(moto_store), timeout=180
+    )
     assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployments["setup-runner-cache/default"].id]))
+            deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[deployments["setup-runner-cache/default"].id])
+            )
         )
     assert [run.state.name for run in runs] == ["Completed"], worker.stdout[-3000:] + worker.stderr[-3000:]
-    assert moto_store.client().bucket_exists(moto_store.bucket), "the worker's run used the worker's RUNNER_CACHE_* environment"
+    assert moto_store.client().bucket_exists(moto_store.bucket), (
+        "the worker's run used the worker's RUNNER_CACHE_* environment"
+    )

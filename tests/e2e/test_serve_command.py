@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from deployments.serve import PRUNE, SERVED, ScheduleSettings, build_deployments, load_serve_settings
 from runner_cache import cli
 from runner_cache.commands import serve as serve_command
-from tests.servers import free_port
+from runner_cache.deployments.serve import PRUNE, SERVED, ScheduleSettings, build_deployments, load_serve_settings
+from tests.support.servers import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +52,9 @@ def test_deployments_carry_the_config_the_schedule_and_the_rules() -> None:
     }  # fmt: skip
     for name, deployment in deployments.items():
         assert deployment.parameters["config"] == "prod", name
-        assert deployment.entrypoint.startswith("flows."), "served by module path, so any working directory works"
+        assert deployment.entrypoint.startswith("runner_cache.flows."), (
+            "served by module path, so any working directory works"
+        )
         assert name == "prune-runner-cache/nightly" or not deployment.schedules
     # the rules are exactly the prune flow's parameters: the flow accepts them as they are
     PRUNE.load().validate_parameters(nightly.parameters)
@@ -63,9 +65,21 @@ def test_deployments_carry_the_config_the_schedule_and_the_rules() -> None:
     ("variable", "value", "message"),
     [
         ("RUNNER_CACHE_SCHEDULE__CRON", "61 * * * *", "RUNNER_CACHE_SCHEDULE__CRON: must be a cron expression"),
-        ("RUNNER_CACHE_SCHEDULE__TIMEZONE", "Mars/Olympus_Mons", "RUNNER_CACHE_SCHEDULE__TIMEZONE: must be an IANA time zone"),
-        ("RUNNER_CACHE_SCHEDULE__ACTIVE", "sometimes", "RUNNER_CACHE_SCHEDULE__ACTIVE: Input should be a valid boolean"),
-        ("RUNNER_CACHE_SCHEDULE__PRUNE__MAX_TOTAL_SIZE", "lots", "RUNNER_CACHE_SCHEDULE__PRUNE__MAX_TOTAL_SIZE: not a size"),
+        (
+            "RUNNER_CACHE_SCHEDULE__TIMEZONE",
+            "Mars/Olympus_Mons",
+            "RUNNER_CACHE_SCHEDULE__TIMEZONE: must be an IANA time zone",
+        ),
+        (
+            "RUNNER_CACHE_SCHEDULE__ACTIVE",
+            "sometimes",
+            "RUNNER_CACHE_SCHEDULE__ACTIVE: Input should be a valid boolean",
+        ),
+        (
+            "RUNNER_CACHE_SCHEDULE__PRUNE__MAX_TOTAL_SIZE",
+            "lots",
+            "RUNNER_CACHE_SCHEDULE__PRUNE__MAX_TOTAL_SIZE: not a size",
+        ),
         ("RUNNER_CACHE_SCHEDULE__PRUNE", '{"max_age_days": null, "superseded": false}', "choose at least one rule"),
         ("RUNNER_CACHE_SCHEDULE__PRUNE", '{"max_age_days": 3', "RUNNER_CACHE_SCHEDULE__PRUNE must be a JSON object"),
         ("RUNNER_CACHE_STORE__ENDPOINT", "no-scheme:9000", "RUNNER_CACHE_STORE__ENDPOINT: must be a URL with scheme"),

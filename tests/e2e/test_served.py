@@ -11,13 +11,13 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventResourceFilter
 
-from blocks.config_block import resolve_config
-from blocks.release import ReleaseSettings
-from deployments.automations import UPGRADED_EVENT, automation_name
-from tasks.report import release_resource
-from deployments.serve import build_deployments, load_serve_settings, prepare
-from tasks.locks import bucket_lock_name, release_lock_name
-from tasks.cache_keys import cache_object
+from runner_cache.blocks.config_block import resolve_config
+from runner_cache.blocks.release import ReleaseSettings
+from runner_cache.deployments.automations import UPGRADED_EVENT, automation_name
+from runner_cache.deployments.serve import build_deployments, load_serve_settings, prepare
+from runner_cache.flows.locks import bucket_lock_name, release_lock_name
+from runner_cache.tasks.events import release_resource
+from runner_cache.tasks.keys.layout import cache_object
 from tests.e2e.conftest import DEPLOYMENTS, E2E_TIMEZONE, PrefectServer, Served
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,9 @@ def _lock_holders(server: PrefectServer, lock: str, run_ids: list[str], timeout:
     with server.client_settings(), get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name(lock)
         while True:
-            page = client.read_events(filter=EventFilter(resource=EventResourceFilter(id=[f"prefect.concurrency-limit.{limit.id}"])), limit=50)
+            page = client.read_events(
+                filter=EventFilter(resource=EventResourceFilter(id=[f"prefect.concurrency-limit.{limit.id}"])), limit=50
+            )
             holders = [
                 (event.event.rsplit(".", 1)[-1], run.id.rsplit(".", 1)[-1])
                 for event in sorted(page.events, key=lambda event: event.occurred)
@@ -59,7 +61,9 @@ def _lock_holders(server: PrefectServer, lock: str, run_ids: list[str], timeout:
 def test_nightly_prune_runs_from_the_cli_and_shows_in_history(prefect_server: PrefectServer, served: Served) -> None:
     old, new = _seed_superseded_cache(served)
 
-    run = prefect_server.run("prefect", "deployment", "run", "prune-runner-cache/nightly", "--watch", "--watch-timeout", "150")
+    run = prefect_server.run(
+        "prefect", "deployment", "run", "prune-runner-cache/nightly", "--watch", "--watch-timeout", "150"
+    )
     assert run.returncode == 0, run.stdout + run.stderr + served.process.output()[-4000:]
     assert "Completed" in run.stdout
     run_id = RUN_ID.search(run.stdout).group(1)
@@ -88,7 +92,7 @@ def test_the_nightly_schedule_and_all_four_deployments_exist(prefect_server: Pre
     assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == ("0 3 * * *", E2E_TIMEZONE, True)
     assert nightly.parameters["superseded"] is True and nightly.parameters["config"] is None
     for name, deployment in deployments.items():
-        assert deployment.entrypoint.startswith("flows."), name
+        assert deployment.entrypoint.startswith("runner_cache.flows."), name
         assert "runner-cache" in deployment.tags
         assert name == "prune-runner-cache/nightly" or not deployment.schedules, f"{name} runs on demand only"
     assert served.started["schedule"] == {
@@ -101,7 +105,10 @@ def test_the_nightly_schedule_and_all_four_deployments_exist(prefect_server: Pre
 def test_serve_prepared_its_locks_and_automation_and_a_second_prepare_changes_nothing(
     prefect_server: PrefectServer, served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert {step["step"]: step["status"] for step in served.started["steps"]} == {"lock": "changed", "automation": "changed"}
+    assert {step["step"]: step["status"] for step in served.started["steps"]} == {
+        "lock": "changed",
+        "automation": "changed",
+    }
     for name, value in served.env.items():
         if name.startswith("RUNNER_CACHE_"):
             monkeypatch.setenv(name, value)
@@ -113,17 +120,23 @@ def test_serve_prepared_its_locks_and_automation_and_a_second_prepare_changes_no
             client.pause_automation(automation.id)  # someone switched it off in the UI
         steps = prepare(resolve_config(None), build_deployments(None, load_serve_settings().schedule))
         assert [step.status for step in steps] == ["unchanged", "unchanged", "changed"]
-        assert steps[2].detail.startswith("put the automation back: runner-cache.release.upgraded for gitlab-runner/gitlab-runner")
+        assert steps[2].detail.startswith(
+            "put the automation back: runner-cache.release.upgraded for gitlab-runner/gitlab-runner"
+        )
         with get_client(sync_client=True) as client:
             assert client.read_automation(automation.id).enabled is True
 
 
-def test_release_upgraded_event_runs_verify_once_and_only_for_this_release(prefect_server: PrefectServer, served: Served) -> None:
+def test_release_upgraded_event_runs_verify_once_and_only_for_this_release(
+    prefect_server: PrefectServer, served: Served
+) -> None:
     with prefect_server.client_settings(), get_client(sync_client=True) as client:
         verify = client.read_deployment_by_name("verify-runner-cache/on-demand")
         (automation,) = client.read_automations_by_name(automation_name(ReleaseSettings()))
     assert automation.trigger.expect == {UPGRADED_EVENT}
-    assert automation.trigger.match.model_dump() == {"prefect.resource.id": "runner-cache.release.gitlab-runner.gitlab-runner"}
+    assert automation.trigger.match.model_dump() == {
+        "prefect.resource.id": "runner-cache.release.gitlab-runner.gitlab-runner"
+    }
     (action,) = automation.actions
     assert (action.type, action.source, action.deployment_id) == ("run-deployment", "selected", verify.id)
     known = {run.id for run in prefect_server.runs_of(verify.id)}
@@ -158,7 +171,9 @@ def test_two_setup_runs_for_the_same_release_take_turns(prefect_server: PrefectS
         holders = _lock_holders(prefect_server, lock, run_ids)
         assert len(holders) == 4, holders
         first, second = holders[0][1], holders[2][1]
-        assert holders == [("acquired", first), ("released", first), ("acquired", second), ("released", second)], holders
+        assert holders == [("acquired", first), ("released", first), ("acquired", second), ("released", second)], (
+            holders
+        )
         assert {first, second} == set(run_ids)
     with prefect_server.client_settings(), get_client(sync_client=True) as client:
         states = [client.read_flow_run(run.id).state for run in runs]

@@ -79,7 +79,9 @@ def test_rebuild_started_from_the_deployment_page_completes(
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         page.goto(f"{prefect_server.ui_url}/deployments")
-        page.get_by_role("row", name=re.compile(r"after-upgrade rebuild-runner")).get_by_role("link", name="after-upgrade").click()
+        page.get_by_role("row", name=re.compile(r"after-upgrade rebuild-runner")).get_by_role(
+            "link", name="after-upgrade"
+        ).click()
         page.get_by_role("button", name="Run", exact=True).click()
         page.get_by_text("Custom run").click()
         _fill_nullable(page, "Chart Version (Optional)", CHART_VERSION)
@@ -102,7 +104,11 @@ def test_rebuild_started_from_the_deployment_page_completes(
     # the form's values reached helm: one new revision of the chart version asked for, with the image tag typed
     revisions = cluster.revisions()
     assert len(revisions) == revisions_before + 1
-    assert (revisions[-1]["version"], revisions[-1]["values"]["image"]["tag"], revisions[-1]["status"]) == (CHART_VERSION, tag, "deployed")
+    assert (revisions[-1]["version"], revisions[-1]["values"]["image"]["tag"], revisions[-1]["status"]) == (
+        CHART_VERSION,
+        tag,
+        "deployed",
+    )
     history = prefect_server.run("runner-cache", "history", "--flow", "rebuild-runner", "--json")
     mine = next(run for run in json.loads(history.stdout)["runs"] if run["id"] == run_id)
     assert mine["state"] == "Completed" and mine["summary"] == "Changes made."

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fakes.server import WsgiThread
 
 _VERSIONED = re.compile(r"^/v(\d+\.\d+)(/.*)$")
 
@@ -54,11 +55,6 @@ def canonical(ref: str) -> str:
 def _version_tuple(version: str) -> tuple[int, int]:
     major, minor = version.split(".")
     return int(major), int(minor)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:  # the tests read ``calls`` instead
-        pass
 
 
 @dataclass
@@ -124,7 +120,9 @@ class FakeDockerEngine:
 
     def _check_version(self, version: str) -> None:
         if _version_tuple(version) > _version_tuple(self.api_version):
-            raise EngineError(400, f"client version {version} is too new. Maximum supported API version is {self.api_version}")
+            raise EngineError(
+                400, f"client version {version} is too new. Maximum supported API version is {self.api_version}"
+            )
         if _version_tuple(version) < _version_tuple(self.min_api_version):
             raise EngineError(
                 400,
@@ -171,7 +169,9 @@ class FakeDockerEngine:
     # --- images -------------------------------------------------------------------------------------------
 
     def _find_image(self, ref: str) -> dict | None:
-        return self.images.get(canonical(ref)) or next((image for image in self.images.values() if image["Id"] == ref), None)
+        return self.images.get(canonical(ref)) or next(
+            (image for image in self.images.values() if image["Id"] == ref), None
+        )
 
     def _inspect_image(self, call: Call, name: str) -> Response:
         image = self._find_image(name)
@@ -183,7 +183,9 @@ class FakeDockerEngine:
         repository, tag = call.query.get("fromImage", ""), call.query.get("tag") or "latest"
         ref = f"{repository}{'@' if tag.startswith('sha256:') else ':'}{tag}"
         if ref not in {canonical(known) for known in self.registry}:
-            raise EngineError(404, f"pull access denied for {repository}, repository does not exist or may require 'docker login'")
+            raise EngineError(
+                404, f"pull access denied for {repository}, repository does not exist or may require 'docker login'"
+            )
         lines = [{"status": f"Pulling from {repository}", "id": tag}]
         if self.pull_stream_error:
             lines.append({"errorDetail": {"message": self.pull_stream_error}, "error": self.pull_stream_error})
@@ -251,7 +253,13 @@ class FakeDockerEngine:
             else:
                 volume = self.volumes.get(source) or self._new_volume(source)
                 mounts.append(
-                    {"Type": "volume", "Name": source, "Source": volume["Mountpoint"], "Destination": destination, "RW": mode != ["ro"]}
+                    {
+                        "Type": "volume",
+                        "Name": source,
+                        "Source": volume["Mountpoint"],
+                        "Destination": destination,
+                        "RW": mode != ["ro"],
+                    }
                 )
         container_id = secrets.token_hex(32)
         self.containers[container_id] = {
@@ -327,21 +335,18 @@ class EngineServer:
         self.engine = engine
         self.directory = Path(tempfile.mkdtemp(prefix="rc-docker-"))
         self.socket = self.directory / "docker.sock"
-        self._server = make_server(f"unix://{self.socket}", 0, engine, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-docker-engine", daemon=True)
+        self._server = WsgiThread(engine, "fake-docker-engine", host=f"unix://{self.socket}")
 
     @property
     def url(self) -> str:
         """The engine's address as DOCKER_HOST / ``store.docker.host`` take it."""
         return f"unix://{self.socket}"
 
-    def __enter__(self) -> "EngineServer":
-        self._thread.start()
+    def __enter__(self) -> EngineServer:
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
         self.socket.unlink(missing_ok=True)
         self.directory.rmdir()

@@ -27,9 +27,26 @@ from typing import Any
 
 import yaml
 
-VALUE_FLAGS = {"--namespace", "-n", "--kubeconfig", "--kube-context", "--output", "-o", "--max", "--revision", "--timeout"}
+VALUE_FLAGS = {
+    "--namespace",
+    "-n",
+    "--kubeconfig",
+    "--kube-context",
+    "--output",
+    "-o",
+    "--max",
+    "--revision",
+    "--timeout",
+}
 VALUE_FLAGS |= {"--description", "--values", "-f", "--template", "--version"}
-BOOL_FLAGS = {"--install", "--create-namespace", "--reset-then-reuse-values", "--wait", "--atomic", "--rollback-on-failure"}
+BOOL_FLAGS = {
+    "--install",
+    "--create-namespace",
+    "--reset-then-reuse-values",
+    "--wait",
+    "--atomic",
+    "--rollback-on-failure",
+}
 V4_ONLY = {"--rollback-on-failure"}
 
 
@@ -48,7 +65,9 @@ def _parse(argv: list[str], version: str) -> tuple[list[str], dict[str, list[str
         elif name in BOOL_FLAGS and not (name in V4_ONLY and not version.startswith("v4")):
             flags.setdefault(name, []).append(inline or "true")
         elif name in VALUE_FLAGS:
-            flags.setdefault({"-n": "--namespace", "-o": "--output", "-f": "--values"}.get(name, name), []).append(inline or next(items))
+            flags.setdefault({"-n": "--namespace", "-o": "--output", "-f": "--values"}.get(name, name), []).append(
+                inline or next(items)
+            )
         else:
             raise HelmFailure(f"unknown flag: {name}")
     return positional, flags
@@ -57,7 +76,9 @@ def _parse(argv: list[str], version: str) -> tuple[list[str], dict[str, list[str
 def _merge(base: dict, override: dict) -> dict:
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -107,8 +128,20 @@ def run(argv: list[str], state: dict, record: dict) -> str:
         raise HelmFailure("release: not found")
     latest = revisions[-1]
     if command == "status":
-        info = {"status": latest["status"], "description": latest["description"], "last_deployed": "2026-01-01T00:00:00Z"}
-        return json.dumps({"name": args[0], "info": info, "config": latest["values"], "version": latest["revision"], "namespace": namespace})
+        info = {
+            "status": latest["status"],
+            "description": latest["description"],
+            "last_deployed": "2026-01-01T00:00:00Z",
+        }
+        return json.dumps(
+            {
+                "name": args[0],
+                "info": info,
+                "config": latest["values"],
+                "version": latest["revision"],
+                "namespace": namespace,
+            }
+        )
     if command == "history":
         limit = int(flags.get("--max", ["256"])[-1])
         return json.dumps([_history_entry(revision) for revision in revisions[-limit:]])
@@ -127,7 +160,9 @@ def run(argv: list[str], state: dict, record: dict) -> str:
     raise HelmFailure(f"the fake helm does not know {command!r}")
 
 
-def _upgrade(state: dict, key: str, args: list[str], flags: dict[str, list[str]], record: dict, version: str, failure: str | None) -> str:
+def _upgrade(
+    state: dict, key: str, args: list[str], flags: dict[str, list[str]], record: dict, version: str, failure: str | None
+) -> str:
     name, chart_path = args[0], Path(args[1])
     revisions = state["releases"].get(key)
     if not revisions and "--install" not in flags:
@@ -142,16 +177,25 @@ def _upgrade(state: dict, key: str, args: list[str], flags: dict[str, list[str]]
             values = _merge(values, yaml.safe_load(record["stdin"]) or {})
             continue
         file = Path(path)
-        record["values_files"].append({"path": path, "mode": oct(stat.S_IMODE(file.stat().st_mode)), "content": file.read_text()})
+        record["values_files"].append(
+            {"path": path, "mode": oct(stat.S_IMODE(file.stat().st_mode)), "content": file.read_text()}
+        )
         values = _merge(values, yaml.safe_load(file.read_text()) or {})
-    template = {"chart": chart["name"], "version": str(chart["version"]), "app_version": str(chart.get("appVersion", "")), "values": values}
+    template = {
+        "chart": chart["name"],
+        "version": str(chart["version"]),
+        "app_version": str(chart.get("appVersion", "")),
+        "values": values,
+    }
     revisions = state["releases"].setdefault(key, [])
     if failure:
         previous = next((revision for revision in reversed(revisions) if revision["status"] == "deployed"), None)
-        _new_revision(revisions, template, "failed", f"Upgrade \"{name}\" failed: {failure}")
+        _new_revision(revisions, template, "failed", f'Upgrade "{name}" failed: {failure}')
         if previous and ({"--atomic", "--rollback-on-failure"} & set(flags)):
             _new_revision(revisions, previous, "deployed", f"Rollback to {previous['revision']}")
-            raise HelmFailure(f"UPGRADE FAILED: release {name} failed, and has been rolled back due to rollback-on-failure being set: {failure}")
+            raise HelmFailure(
+                f"UPGRADE FAILED: release {name} failed, and has been rolled back due to rollback-on-failure being set: {failure}"
+            )
         raise HelmFailure(f"UPGRADE FAILED: {failure}")
     described = flags.get("--description", ["Install complete" if not revisions else "Upgrade complete"])[-1]
     revision = _new_revision(revisions, template, "deployed", described)

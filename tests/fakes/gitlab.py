@@ -8,7 +8,7 @@ The pipeline executor parses the committed ``.gitlab-ci.yml`` and runs each job,
 Kubernetes runner would: every job gets its own temporary directory (its "pod") and ``HOSTNAME``, its ``script``
 lines run with the host's ``sh`` (the job's ``image`` is only recorded), and the runner's cache handling runs
 against a real S3 server through presigned URLs — restore before the script, zip-and-upload after it, per
-``policy`` — at the object key gitlab-runner uses (built here independently of ``tasks/cache_keys.py``). Traces use the real runner's wording.
+``policy`` — at the object key gitlab-runner uses (built here independently of ``tasks/keys/layout.py``). Traces use the real runner's wording.
 
 Failure modes, each a property of the fake's state rather than a switch in the code under test:
 
@@ -39,7 +39,7 @@ import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
@@ -47,9 +47,9 @@ from urllib.parse import unquote, urlencode, urlsplit
 import urllib3
 import yaml
 from minio import Minio
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.server import WsgiThread
 
 API = "/api/v4"
 _RESERVED_KEYS = {
@@ -63,7 +63,7 @@ JOB_HARD_LIMIT = 120.0
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -86,11 +86,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:  # tests read ``calls`` instead
-        pass
 
 
 # --------------------------------------------------------------------------------------------------- runners
@@ -119,7 +114,7 @@ class FakeRunner:
     id: int = 0
 
     @classmethod
-    def for_store(cls, store: Any, *, path: str = "", shared: bool = False, **overrides: Any) -> "FakeRunner":
+    def for_store(cls, store: Any, *, path: str = "", shared: bool = False, **overrides: Any) -> FakeRunner:
         """A runner configured the way runner-cache configures it for ``store`` (a ``StoreSettings``)."""
         access, secret = store.credentials()
         settings: dict[str, Any] = {
@@ -138,7 +133,7 @@ class FakeRunner:
     @property
     def short_token(self) -> str:
         """gitlab-runner ≥ 18.2's ``helpers.ShortenToken``, written out here on its own (not through
-        tasks/cache_keys.py), so that a layout bug there cannot move the fake's objects along with it."""
+        tasks/keys/layout.py), so that a layout bug there cannot move the fake's objects along with it."""
         if tuple(int(part) for part in self.version.split(".")[:2]) < (18, 2):
             raise NotImplementedError("the fake runner plays gitlab-runner 18.2 or newer")
         token = re.sub(r"^glrt-(t[123]_)?|^t[123]_|^glrtr-", "", self.token)
@@ -260,19 +255,16 @@ class GitLabFake:
         self._ids = {"project": 0, "pipeline": 1000, "job": 5000}
         self._work_dir = work_dir
         self._own_work_dir: str | None = None
-        self._server: Any = None
         self._thread: threading.Thread | None = None
         self._assigned = 0
 
     # ---- lifecycle
 
-    def start(self) -> "GitLabFake":
+    def start(self) -> GitLabFake:
         if self._work_dir is None:
             self._own_work_dir = tempfile.mkdtemp(prefix="gitlab-fake-")
             self._work_dir = Path(self._own_work_dir)
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gitlab-fake", daemon=True)
-        self._thread.start()
+        self._server = WsgiThread(self._wsgi, "gitlab-fake").start()
         return self
 
     def stop(self) -> None:
@@ -282,13 +274,12 @@ class GitLabFake:
             if pipeline.thread is not None:
                 pipeline.thread.join(timeout=10)
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
         if self._own_work_dir:
             shutil.rmtree(self._own_work_dir, ignore_errors=True)
 
-    def __enter__(self) -> "GitLabFake":
+    def __enter__(self) -> GitLabFake:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -296,7 +287,7 @@ class GitLabFake:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = "127.0.0.1", self._server.port
         return f"http://{host}:{port}"
 
     # ---- state helpers for tests
@@ -539,7 +530,9 @@ class GitLabFake:
 
     # ---- files and commits
 
-    def _commit(self, project: Project, branch: str, start: str | None, message: str, changes: dict[str, str | None]) -> Commit:
+    def _commit(
+        self, project: Project, branch: str, start: str | None, message: str, changes: dict[str, str | None]
+    ) -> Commit:
         """Commit ``changes`` (path → content, ``None`` deletes) to ``branch``; a push pipeline follows unless skipped."""
         if branch in project.branches:
             parent_sha = project.branches[branch]
@@ -620,7 +613,11 @@ class GitLabFake:
     # ---- pipelines and jobs (JSON)
 
     def _pipeline_json(self, pipeline: Pipeline, base_url: str) -> dict[str, Any]:
-        duration = (pipeline.finished_at - pipeline.started_at).total_seconds() if pipeline.finished_at and pipeline.started_at else None
+        duration = (
+            (pipeline.finished_at - pipeline.started_at).total_seconds()
+            if pipeline.finished_at and pipeline.started_at
+            else None
+        )
         return {
             "id": pipeline.id, "iid": pipeline.iid, "project_id": pipeline.project.id, "sha": pipeline.sha,
             "ref": pipeline.ref, "status": pipeline.status, "source": pipeline.source, "tag": False,
@@ -735,7 +732,9 @@ class GitLabFake:
         if skipped:
             pipeline.status = "skipped"
             return pipeline
-        pipeline.thread = threading.Thread(target=self._run_pipeline, args=(pipeline,), name=f"pipeline-{pipeline.id}", daemon=True)
+        pipeline.thread = threading.Thread(
+            target=self._run_pipeline, args=(pipeline,), name=f"pipeline-{pipeline.id}", daemon=True
+        )
         pipeline.thread.start()
         return pipeline
 
@@ -757,7 +756,14 @@ class GitLabFake:
                 raise ApiError(400, {"base": [f"jobs:{name} config should implement a script: or a trigger: keyword"]})
             stage = spec.get("stage", "test")
             if stage not in stages:
-                raise ApiError(400, {"base": [f"{name} job: chosen stage {stage} does not exist; available stages are {', '.join(stages)}"]})
+                raise ApiError(
+                    400,
+                    {
+                        "base": [
+                            f"{name} job: chosen stage {stage} does not exist; available stages are {', '.join(stages)}"
+                        ]
+                    },
+                )
             jobs.append((name, stage, spec))
         if not jobs:
             raise ApiError(400, {"base": ["jobs config should contain at least one visible job"]})
@@ -838,7 +844,9 @@ class JobExecution:
         self.fake, self.pipeline, self.job, self.runner = fake, pipeline, job, runner
         project = pipeline.project
         pod_suffix = "shared0" if runner.same_pod else secrets.token_hex(3)[:5]
-        self.pod = f"runner-{runner.short_token.lower().replace('_', '-')}-project-{project.id}-concurrent-0-{pod_suffix}"
+        self.pod = (
+            f"runner-{runner.short_token.lower().replace('_', '-')}-project-{project.id}-concurrent-0-{pod_suffix}"
+        )
         self.pod_root = fake.pod_dir(f"{self.pod}-{job.id}" if not runner.same_pod else self.pod)
         self.build_dir = self.pod_root / "builds" / project.path
         self.build_dir.mkdir(parents=True, exist_ok=True)
@@ -923,12 +931,14 @@ class JobExecution:
                 key = f"{key}-{project.cache_index}"
             if project.separate_caches:
                 key = f"{key}-{protection}"
-            caches.append({"key": key, "paths": list(entry.get("paths") or []), "policy": entry.get("policy", "pull-push")})
+            caches.append(
+                {"key": key, "paths": list(entry.get("paths") or []), "policy": entry.get("policy", "pull-push")}
+            )
         return caches
 
     def _object_name(self, key: str) -> str:
         """``[<Path>/][runner/<short-token>/]project/<id>/<key>`` as gitlab-runner's cache.go builds it (written out
-        here, not through tasks/cache_keys.py)."""
+        here, not through tasks/keys/layout.py)."""
         runner = self.runner
         prefix = f"{runner.path}/" if runner.path else ""
         namespace = "" if runner.shared else f"runner/{runner.short_token}/"
@@ -949,13 +959,20 @@ class JobExecution:
 
     @staticmethod
     def _http() -> urllib3.PoolManager:
-        return urllib3.PoolManager(timeout=urllib3.Timeout(connect=3.0, read=10.0), retries=False, cert_reqs="CERT_NONE")
+        return urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=3.0, read=10.0), retries=False, cert_reqs="CERT_NONE"
+        )
 
     @staticmethod
     def _go_error(verb: str, url: str, error: Exception) -> str:
         """How Go's net/http reports a transport error (note: with the full presigned URL, as real traces do)."""
         text = str(error)
-        if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or "record layer" in text or "SSL" in type(error).__name__.upper():
+        if (
+            "WRONG_VERSION_NUMBER" in text
+            or "wrong version number" in text
+            or "record layer" in text
+            or "SSL" in type(error).__name__.upper()
+        ):
             reason = "http: server gave HTTP response to HTTPS client"
         elif "refused" in text.lower():
             host = urlsplit(url).netloc
@@ -983,14 +1000,22 @@ class JobExecution:
             response = self._http().request("GET", url)
         except urllib3.exceptions.HTTPError as error:
             line = self._go_error("Get", url, error)
-            self.log(f"WARNING: Retrying...                                  error={line}", f"FATAL: {line}", "Failed to extract cache")
+            self.log(
+                f"WARNING: Retrying...                                  error={line}",
+                f"FATAL: {line}",
+                "Failed to extract cache",
+            )
             return
         if response.status == 404:
             self.log("WARNING: file does not exist", "Failed to extract cache")
             return
         if response.status != 200:
             reason = _s3_reason(response)
-            self.log(f"WARNING: Retrying...                                  error=Received: {reason}", f"FATAL: received: {reason}", "Failed to extract cache")
+            self.log(
+                f"WARNING: Retrying...                                  error=Received: {reason}",
+                f"FATAL: received: {reason}",
+                "Failed to extract cache",
+            )
             return
         self.log(f"Downloading cache from {clean}  ETag={response.headers.get('ETag', '')}")
         self._extract(response.data)
@@ -1013,7 +1038,9 @@ class JobExecution:
                 if count:
                     self.log(f"{pattern}: found {count} matching artifact files and directories")
                 else:
-                    self.log(f"WARNING: {pattern}: no matching files. Ensure that the artifact path is relative to the working directory")
+                    self.log(
+                        f"WARNING: {pattern}: no matching files. Ensure that the artifact path is relative to the working directory"
+                    )
         return buffer.getvalue()
 
     def _save(self, cache: dict[str, Any]) -> None:
@@ -1024,7 +1051,10 @@ class JobExecution:
             local = self._local_cache(key)
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_bytes(data)
-            self.log("No URL provided, cache will not be uploaded to shared cache server. Cache will be stored only locally.", "Created cache")
+            self.log(
+                "No URL provided, cache will not be uploaded to shared cache server. Cache will be stored only locally.",
+                "Created cache",
+            )
             return
         url = self._presigned("PUT", key)
         self.log(f"Uploading cache.zip to {url.split('?', 1)[0]}")
@@ -1032,11 +1062,19 @@ class JobExecution:
             response = self._http().request("PUT", url, body=data, headers={"Content-Type": "application/zip"})
         except urllib3.exceptions.HTTPError as error:
             line = self._go_error("Put", url, error)
-            self.log(f"WARNING: Retrying...                                  error={line}", f"FATAL: {line}", "Failed to create cache")
+            self.log(
+                f"WARNING: Retrying...                                  error={line}",
+                f"FATAL: {line}",
+                "Failed to create cache",
+            )
             return
         if response.status != 200:
             reason = _s3_reason(response)
-            self.log(f"WARNING: Retrying...                                  error=received: {reason}", f"FATAL: received: {reason}", "Failed to create cache")
+            self.log(
+                f"WARNING: Retrying...                                  error=received: {reason}",
+                f"FATAL: received: {reason}",
+                "Failed to create cache",
+            )
             return
         self.log("Created cache")
 
@@ -1050,9 +1088,19 @@ class JobExecution:
             body.append(line)
         script = self.pod_root / "script.sh"
         script.write_text("\n".join(body) + "\n")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.pod_root), "HOSTNAME": self.pod, **self.variables}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.pod_root),
+            "HOSTNAME": self.pod,
+            **self.variables,
+        }
         process = subprocess.Popen(
-            ["sh", str(script)], cwd=self.build_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            ["sh", str(script)],
+            cwd=self.build_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,  # its own process group: cancelling kills the script's children too
         )
         reader = threading.Thread(target=self._pump, args=(process,), daemon=True)

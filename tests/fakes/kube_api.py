@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fakes.server import WsgiThread
 
 PLURALS = {
     ("/api/v1", "secrets"): "Secret",
@@ -40,7 +41,13 @@ PLURALS = {
     ("/api/v1", "persistentvolumeclaims"): "PersistentVolumeClaim",
     ("/apis/apps/v1", "deployments"): "Deployment",
 }
-API_VERSIONS = {"Namespace": "v1", "Secret": "v1", "Service": "v1", "PersistentVolumeClaim": "v1", "Deployment": "apps/v1"}
+API_VERSIONS = {
+    "Namespace": "v1",
+    "Secret": "v1",
+    "Service": "v1",
+    "PersistentVolumeClaim": "v1",
+    "Deployment": "apps/v1",
+}
 _RESOURCE_NAMES = {"Namespace": "namespaces", **{kind: plural for (_, plural), kind in PLURALS.items()}}
 _NAMESPACED = re.compile(r"^(/api/v1|/apis/apps/v1)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?$")
 _NAMESPACE = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?$")
@@ -174,12 +181,18 @@ def apply_defaults(kind: str, obj: dict, cluster_ips: itertools.count) -> None:
         spec.setdefault("volumeMode", "Filesystem")
         spec.setdefault("storageClassName", "standard")  # the DefaultStorageClass admission plugin
         requested = spec.get("resources", {}).get("requests", {}).get("storage")
-        obj["status"] = {"phase": "Bound", "accessModes": spec.get("accessModes", []), "capacity": {"storage": requested}}
+        obj["status"] = {
+            "phase": "Bound",
+            "accessModes": spec.get("accessModes", []),
+            "capacity": {"storage": requested},
+        }
     elif kind == "Deployment":
         spec.setdefault("replicas", 1)
         spec.setdefault("revisionHistoryLimit", 10)
         spec.setdefault("progressDeadlineSeconds", 600)
-        spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        spec.setdefault(
+            "strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+        )
         pod = spec.setdefault("template", {}).setdefault("spec", {})
         for name, value in {
             "restartPolicy": "Always",
@@ -194,11 +207,6 @@ def apply_defaults(kind: str, obj: dict, cluster_ips: itertools.count) -> None:
         for volume in pod.get("volumes", []):
             if "secret" in volume:
                 volume["secret"].setdefault("defaultMode", 420)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:  # tests read ``calls`` instead
-        pass
 
 
 @dataclass
@@ -264,17 +272,22 @@ class FakeKubeApi:
             try:
                 if request.headers.get("Authorization") != f"Bearer {self.token}":
                     raise ApiError(401, "Unauthorized", "Unauthorized")
-                status, answer = self._route(request.method, request.path, request.headers.get("Content-Type", ""), body)
+                status, answer = self._route(
+                    request.method, request.path, request.headers.get("Content-Type", ""), body
+                )
             except ApiError as error:
-                status, answer = error.code, {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Failure",
-                    "message": error.message,
-                    "reason": error.reason,
-                    "code": error.code,
-                }
+                status, answer = (
+                    error.code,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Failure",
+                        "message": error.message,
+                        "reason": error.reason,
+                        "code": error.code,
+                    },
+                )
         return Response(json.dumps(answer), status=status, content_type="application/json")(environ, start_response)
 
     def _route(self, method: str, path: str, content_type: str, body: Any) -> tuple[int, dict]:
@@ -300,7 +313,11 @@ class FakeKubeApi:
             verb, resource = {"GET": "get", "POST": "create", "PATCH": "patch"}[method], _RESOURCE_NAMES[kind]
             words = f'{resource} is forbidden: User "fake" cannot {verb} resource "{resource}" in the namespace "{namespace}"'
             return ApiError(403, "Forbidden", words)
-        return ApiError(code, {401: "Unauthorized", 500: "InternalError", 503: "ServiceUnavailable"}.get(code, "BadRequest"), f"fake failure {code}")
+        return ApiError(
+            code,
+            {401: "Unauthorized", 500: "InternalError", 503: "ServiceUnavailable"}.get(code, "BadRequest"),
+            f"fake failure {code}",
+        )
 
     def _missing(self, kind: str, name: str) -> ApiError:
         return ApiError(404, "NotFound", f'{_RESOURCE_NAMES[kind]} "{name}" not found')
@@ -322,13 +339,19 @@ class FakeKubeApi:
         if not rule.match(name) or len(name) > 63:
             raise ApiError(422, "Invalid", f'{kind} "{name}" is invalid: metadata.name: Invalid value: "{name}"')
         if obj["metadata"].get("namespace", namespace) != namespace:
-            raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request")
+            raise ApiError(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
         if kind == "Secret":
             for key, value in obj.get("data", {}).items():
                 try:
                     base64.b64decode(value, validate=True)
                 except (binascii.Error, TypeError):
-                    raise ApiError(400, "BadRequest", f"Secret in version \"v1\" cannot be handled: illegal base64 data for {key}") from None
+                    raise ApiError(
+                        400, "BadRequest", f'Secret in version "v1" cannot be handled: illegal base64 data for {key}'
+                    ) from None
         if kind == "Deployment":
             spec = obj.get("spec", {})
             selector = spec.get("selector", {}).get("matchLabels", {})
@@ -352,7 +375,9 @@ class FakeKubeApi:
         meta = obj.setdefault("metadata", {})
         if namespace:
             meta["namespace"] = namespace
-        meta.update(uid=str(uuid.uuid4()), resourceVersion=str(next(self._versions)), creationTimestamp="2026-01-01T00:00:00Z")
+        meta.update(
+            uid=str(uuid.uuid4()), resourceVersion=str(next(self._versions)), creationTimestamp="2026-01-01T00:00:00Z"
+        )
         if kind == "Secret" and "stringData" in obj:
             data = obj.setdefault("data", {})
             data.update({k: base64.b64encode(v.encode()).decode() for k, v in obj.pop("stringData").items()})
@@ -385,11 +410,15 @@ class FakeKubeApi:
         """Immutable fields checked, defaults applied, resourceVersion (and a Deployment's generation) bumped on change."""
         name = old["metadata"]["name"]
         if kind == "Deployment" and new["spec"].get("selector") != old["spec"].get("selector"):
-            raise ApiError(422, "Invalid", f'Deployment.apps "{name}" is invalid: spec.selector: Invalid value: field is immutable')
+            raise ApiError(
+                422, "Invalid", f'Deployment.apps "{name}" is invalid: spec.selector: Invalid value: field is immutable'
+            )
         if kind == "PersistentVolumeClaim":
             self._check_pvc_update(name, old["spec"], new["spec"])
         if kind == "Service" and new["spec"].get("clusterIP", old["spec"]["clusterIP"]) != old["spec"]["clusterIP"]:
-            raise ApiError(422, "Invalid", f'Service "{name}" is invalid: spec.clusterIP: Invalid value: field is immutable')
+            raise ApiError(
+                422, "Invalid", f'Service "{name}" is invalid: spec.clusterIP: Invalid value: field is immutable'
+            )
         apply_defaults(kind, new, self._cluster_ips)
         if kind == "Deployment":
             new["status"] = old.get("status", {})
@@ -440,7 +469,12 @@ class FakeKubeApi:
                 ],
             }
         if self.rollout == "complete" and reads <= 1:  # the controller has not seen the new generation yet
-            return {"observedGeneration": generation - 1, "replicas": replicas, "updatedReplicas": 0, "availableReplicas": 0}
+            return {
+                "observedGeneration": generation - 1,
+                "replicas": replicas,
+                "updatedReplicas": 0,
+                "availableReplicas": 0,
+            }
         progressing = (
             {
                 "type": "Progressing",
@@ -458,7 +492,10 @@ class FakeKubeApi:
             "readyReplicas": 0,
             "availableReplicas": 0,
             "unavailableReplicas": replicas,
-            "conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}, progressing],
+            "conditions": [
+                {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+                progressing,
+            ],
         }
 
 
@@ -467,12 +504,11 @@ class KubeApiServer:
 
     def __init__(self, api: FakeKubeApi) -> None:
         self.api = api
-        self._server = make_server("127.0.0.1", 0, api, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-kube-api", daemon=True)
+        self._server = WsgiThread(api, "fake-kube-api")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     def kubeconfig(self, path: Path, context: str = "fake") -> Path:
         """Write a kubeconfig whose ``context`` (the current one) points at this server with its bearer token."""
@@ -488,10 +524,8 @@ class KubeApiServer:
         return path
 
     def __enter__(self) -> KubeApiServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
