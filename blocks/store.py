@@ -53,9 +53,9 @@ class DockerStoreSettings(BaseModel):
     volume: str = Field("runner-cache-minio-data", description="A named volume, or an absolute host path.")
     host: str | None = Field(None, description="Docker Engine URL; defaults to DOCKER_HOST / the local socket.")
     api_version: str = Field(
-        "1.44",
-        description="Engine API version spoken: 1.44 needs Docker Engine 25 or later (Docker 29 accepts no older); "
-        "set 1.41 for Docker 20.10, or 'auto' to ask the engine.",
+        "auto",
+        description="Engine API version: 'auto' asks the engine for the one it speaks (Docker 20.10: up to 1.41; "
+        "Docker 29: 1.44 or later); a pinned one such as 1.41 is spoken as is.",
     )
     timeout: float = Field(30.0, gt=0, description="Seconds for each Engine API call.")
 
@@ -142,6 +142,42 @@ class KubeStoreSettings(BaseModel):
         return f"http://{self.name}.{self.namespace}.svc.{self.cluster_domain}:9000"
 
 
+class IdentitySettings(BaseModel):
+    """Keys besides the admin one: setup creates a ``runner`` identity (get/put under the runner's prefix, nothing
+    else) and a ``prune`` identity (list, get, delete under ``Path``) on the store, unless their keys are set here
+    (for stores whose admin or IAM API runner-cache cannot use: ``runner-cache plan`` prints the policies)."""
+
+    runner_access_key: SecretStr | None = Field(
+        None, description="The runner's key, when made by hand; setup then only checks it."
+    )
+    runner_secret_key: SecretStr | None = Field(None, description="Its secret.")
+    prune_access_key: SecretStr | None = Field(None, description="Prune's and verify's key, when made by hand.")
+    prune_secret_key: SecretStr | None = Field(None, description="Its secret.")
+    prune_uses_admin: bool = Field(
+        False, description="Prune and verify use the admin key instead of the prune identity."
+    )
+    verify: bool = Field(
+        True, description="Prove the runner key cannot delete or list; off only for stores that ignore policies (moto)."
+    )
+    iam_endpoint: str | None = Field(
+        None, description="The store's IAM API when it is not at the endpoint (AWS: https://iam.amazonaws.com)."
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> IdentitySettings:
+        for role in ("runner", "prune"):
+            if (getattr(self, f"{role}_access_key") is None) != (getattr(self, f"{role}_secret_key") is None):
+                raise ValueError(f"set both {role}_access_key and {role}_secret_key, or neither")
+        return self
+
+    @field_validator("iam_endpoint")
+    @classmethod
+    def _iam_endpoint_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("must be a URL with scheme, e.g. https://iam.amazonaws.com")
+        return value
+
+
 class StoreSettings(BaseModel):
     """The S3 endpoint the runner's cache lives in, its credentials, and how to provision it."""
 
@@ -161,6 +197,7 @@ class StoreSettings(BaseModel):
     ready_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a provisioned store to answer.")
     docker: DockerStoreSettings = DockerStoreSettings()
     kubernetes: KubeStoreSettings = KubeStoreSettings()
+    identities: IdentitySettings = IdentitySettings()
 
     @field_validator("endpoint", "runner_url")
     @classmethod

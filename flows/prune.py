@@ -10,30 +10,69 @@ from pydantic import ValidationError
 
 from runner_cache.blocks.config_block import resolve_config
 from runner_cache.errors import ConfigError
+from runner_cache.flows.locks import exclusive
 from runner_cache.tasks.prune.rules import PruneOptions, human_size
 from runner_cache.tasks.prune.walk import PruneReport, prune_cache_task
 from runner_cache.tasks.results import markdown_table
 
-TOTALS = ("deleted_count", "bytes_freed", "kept_count", "skipped_non_cache", "errors_count", "beyond_limit", "listed")
+TOTALS = (
+    "deleted_count",
+    "in_doubt_count",
+    "bytes_freed",
+    "kept_count",
+    "skipped_non_cache",
+    "errors_count",
+    "beyond_limit",
+    "listed",
+)
 
 
-def prune_options(**flags: object) -> PruneOptions:
-    """The rules from CLI flags or flow parameters; a :class:`ConfigError` naming each bad one."""
+def prune_options(*, as_flags: bool = False, **flags: object) -> PruneOptions:
+    """The rules from CLI flags or flow parameters; a :class:`ConfigError` naming each bad one, as the user typed
+    it (``--max-age-days`` with ``as_flags``, else the parameter ``max_age_days``) and never its value."""
     try:
         return PruneOptions(**{name: value for name, value in flags.items() if value is not None})
     except ValidationError as error:
-        raise ConfigError.from_validation(error) from None
+        if not as_flags:
+            raise ConfigError.from_validation(error) from None
+        lines = []
+        for item in error.errors(include_input=False, include_url=False, include_context=False):
+            field = str(item["loc"][0]) if item["loc"] else ""
+            where = "--" + field.replace("_", "-") if field else "flags"
+            lines.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("; ".join(lines)) from None
+
+
+def failure_message(report: PruneReport) -> str | None:
+    """Why the run failed, in one line, or None: errors, objects in doubt, or a walk that stopped early."""
+    parts = []
+    if report.errors_count:
+        parts.append(f"{report.errors_count} objects or lookups failed")
+    if report.in_doubt_count:
+        parts.append(f"{report.in_doubt_count} objects are in doubt (their DeleteObjects answer was lost)")
+    if report.interrupted:
+        parts.append(f"stopped by {report.interrupted}")
+    elif not report.complete:
+        parts.append("the walk stopped early")
+    if not parts:
+        return None
+    return f"{'; '.join(parts)}; {report.deleted_count} deleted, confirmed by the store; run prune again to finish"
 
 
 def summary_markdown(report: PruneReport, bucket: str) -> str:
     """The summary artifact: verdict, totals, notes, the first errors."""
     verb = "Would delete" if report.dry_run else "Deleted"
     verdict = f"**{verb} {report.deleted_count} cache objects ({human_size(report.bytes_freed)}).**"
+    if report.in_doubt_count:
+        verdict += f" **{report.in_doubt_count} in doubt** (sent for deletion, answer lost: maybe deleted)."
     if report.errors_count:
         verdict += f" **{report.errors_count} errors.**"
+    if not report.complete:
+        verdict += f" **Stopped early{f' by {report.interrupted}' if report.interrupted else ''}: run prune again.**"
     totals = markdown_table(
         [
             "deleted" if not report.dry_run else "would delete",
+            "in doubt",
             "bytes freed",
             "kept",
             "skipped as non-cache",
@@ -43,6 +82,7 @@ def summary_markdown(report: PruneReport, bucket: str) -> str:
         [
             [
                 report.deleted_count,
+                report.in_doubt_count,
                 report.bytes_freed,
                 report.kept_count,
                 report.skipped_non_cache,
@@ -60,6 +100,8 @@ def summary_markdown(report: PruneReport, bucket: str) -> str:
     ]
     if report.notes:
         parts.append("\n".join(f"- {note}" for note in report.notes))
+    if report.problems:
+        parts.append("## Problems\n\n" + "\n".join(f"- {problem}" for problem in report.problems))
     if report.errors:
         shown = markdown_table(
             ["object", "error"], [[error.key or "(lookup)", error.error] for error in report.errors[:50]]
@@ -109,7 +151,8 @@ def prune_runner_cache(
         max_deletions=max_deletions,
     )
     sections = resolve_config(config)
-    report = prune_cache_task(sections.store, sections.cache, sections.gitlab, options, deletions_file)
+    with exclusive(store=sections.store):  # prune and setup of one bucket never overlap (flows/locks.py)
+        report = prune_cache_task(sections.store, sections.cache, sections.gitlab, options, deletions_file)
     bucket = sections.store.bucket
     create_table_artifact(
         key="prune-runner-cache-objects",
@@ -128,16 +171,19 @@ def prune_runner_cache(
     create_markdown_artifact(
         key="prune-runner-cache", markdown=summary_markdown(report, bucket), description="prune-runner-cache summary"
     )
+    failure = failure_message(report)
     emit_event(
-        event="runner-cache.prune.completed",
+        event="runner-cache.prune.completed" if failure is None else "runner-cache.prune.failed",
         resource={"prefect.resource.id": f"runner-cache.bucket.{bucket}", "prefect.resource.name": bucket},
         payload={
             "dry_run": report.dry_run,
             "by_reason": report.by_reason,
+            "complete": report.complete,
+            "interrupted": report.interrupted,
             **{name: getattr(report, name) for name in TOTALS},
         },
     )
     result = report.model_dump(mode="json")
-    if report.errors_count:
-        return Failed(message=f"{report.errors_count} objects or lookups failed; the rest was pruned", data=result)
+    if failure is not None:
+        return Failed(message=failure, data=result)
     return result

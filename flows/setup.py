@@ -18,6 +18,7 @@ from runner_cache.tasks.release.step import plan_release, release_then_verify
 from runner_cache.tasks.results import StepResult
 from runner_cache.tasks.store import ensure_store, ensure_store_task
 from runner_cache.tasks.store.bucket import ensure_bucket, ensure_bucket_task
+from runner_cache.tasks.store.identity import identity_steps, plan_identity, revoke_steps
 from runner_cache.tasks.store.roundtrip import check_roundtrip_task
 
 
@@ -68,6 +69,7 @@ def plan_setup(config: RunnerCacheSections) -> list[StepResult]:
                 detail=f"would ensure bucket {config.store.bucket!r} and its lifecycle rule once the store runs",
             )
         )
+    steps += plan_identity(config, store_running=store_step.status == "unchanged")
     steps.append(
         StepResult(step="roundtrip", status="planned", detail="would write, read back and delete a test archive")
     )
@@ -85,12 +87,16 @@ def plan_setup(config: RunnerCacheSections) -> list[StepResult]:
 
 
 @flow(name="setup-runner-cache", persist_result=False)
-def setup_runner_cache(config: str | None = None, rollback_on_failure: bool = True) -> dict | State:
+def setup_runner_cache(
+    config: str | None = None, rollback_on_failure: bool = True, rotate_runner_credentials: bool = False
+) -> dict | State:
     """Provision the store, ensure the bucket, check a round trip, configure the release, prove the cache.
 
     Args:
         config: Name of a saved Runner Cache Config block; empty means the RUNNER_CACHE_* environment.
         rollback_on_failure: Roll the release back when the pipeline check fails after an upgrade.
+        rotate_runner_credentials: Give the runner a new key; the old one is revoked only after the release
+            and the checks work with the new one.
     """
     sections = resolve_config(config)
     steps: list[StepResult] = []
@@ -100,14 +106,17 @@ def setup_runner_cache(config: str | None = None, rollback_on_failure: bool = Tr
             [
                 ("store", lambda: ensure_store_task(sections.store)),
                 ("bucket", lambda: ensure_bucket_task(sections.store, sections.cache)),
+                *identity_steps(sections, rotate=rotate_runner_credentials),
                 ("roundtrip", lambda: check_roundtrip_task(sections.store, sections.cache)),
             ],
         )
         pipeline = [("pipeline", lambda: run_pipeline_check(sections))] if sections.gitlab.configured else []
         if failure is None and sections.release.configured:
-            release_then_verify(sections, steps, pipeline, rollback_on_failure=rollback_on_failure)
-        elif failure is None:
-            run_steps(steps, pipeline)
+            verified = release_then_verify(sections, steps, pipeline, rollback_on_failure=rollback_on_failure) is None
+        else:
+            verified = failure is None and run_steps(steps, pipeline) is None
+        if verified:  # old keys go only once the release and the checks work with the current one
+            run_steps(steps, revoke_steps(sections))
     if failure is None:
         steps += skipped_steps(sections)
     return finish("setup-runner-cache", steps, event="runner-cache.setup", resource=bucket_resource(sections.store))

@@ -20,69 +20,100 @@ from runner_cache.tasks.events import bucket_resource
 from runner_cache.tasks.results import StepResult, markdown_table, timed
 from runner_cache.tasks.store.roundtrip import check_roundtrip_task
 from runner_cache.tasks.verify.diagnosis import (
+    BUILD_JOB,
+    TEST_JOB,
+    Diagnosis,
     ObjectCheck,
     PipelineEvidence,
     StoreView,
-    Verdict,
-    created_key,
-    diagnose,
-    excerpt,
-    runner_identity,
-    uploaded,
+    diagnose_pipeline,
 )
 from runner_cache.tasks.verify.pipeline import check_cache_object_task, run_verification_pipeline_task
+from runner_cache.tasks.verify.trace import normalize
 
 FLOW_NAME = "verify-runner-cache"
 EVIDENCE_ARTIFACT = "runner-cache-verification"
 NOT_CONFIGURED = (
-    "not configured: set RUNNER_CACHE_GITLAB__URL, RUNNER_CACHE_GITLAB__TOKEN and RUNNER_CACHE_GITLAB__PROJECT "
-    "to prove the cache with a pipeline"
+    "not configured: set RUNNER_CACHE_GITLAB__URL, RUNNER_CACHE_GITLAB__TOKEN, RUNNER_CACHE_GITLAB__PROJECT and "
+    "RUNNER_CACHE_GITLAB__RUNNER_TAGS to prove the cache with a pipeline"
 )
+EXCERPT_LINES = 40
 
 
 def _secrets(sections: RunnerCacheSections) -> list[str]:
-    """Every secret value a trace, message or artifact could carry, for masking."""
+    """Every secret value a trace, message or artifact could carry, for redaction."""
     values = [sections.gitlab.token, sections.store.access_key, sections.store.secret_key]
     return [value.get_secret_value() for value in values if value is not None]
 
 
-def _object_check(sections: RunnerCacheSections, evidence: PipelineEvidence) -> tuple[ObjectCheck | None, str | None]:
-    """Look for the build job's object at the computed key, when the build trace says it uploaded one."""
-    build = evidence.job("build")
-    if build is None or evidence.project_id is None or not uploaded(build.trace):
-        return None, None
-    identity, key = runner_identity(build.trace), created_key(build.trace)
-    if identity is None or key is None:
-        return None, None
-    try:
-        return check_cache_object_task(sections.store, sections.cache, evidence.project_id, identity[1], key), None
-    except Exception as error:  # reported as the diagnosis: the bucket could not be read
-        return (
-            None,
-            f"could not look for the cache object in bucket {sections.store.bucket!r}: {type(error).__name__}: {error}",
-        )
+def _store_view(sections: RunnerCacheSections) -> StoreView:
+    return StoreView(
+        endpoint=sections.store.endpoint,
+        bucket=sections.store.bucket,
+        path=sections.cache.path,
+        shared=sections.cache.shared,
+    )
+
+
+def _object_check(
+    sections: RunnerCacheSections, evidence: PipelineEvidence, facts: dict[str, Any]
+) -> ObjectCheck | None:
+    """Look for (and delete) the build job's object whenever its trace says it uploaded one — pass or fail."""
+    build = facts.get("build") or {}
+    if (
+        evidence.project_id is None
+        or not build.get("uploaded")
+        or not build.get("short_token")
+        or not build.get("created_key")
+    ):
+        return None
+    return check_cache_object_task(
+        sections.store, sections.cache, evidence.project_id, build["short_token"], build["created_key"]
+    )
+
+
+def excerpt(trace: str) -> str:
+    """The lines that matter, normalised: the runner header, both cache sections, the nonce lines, the job's end."""
+    keep = []
+    for line in normalize(trace).lines:
+        text = line.text
+        if (
+            line.inside("restore_cache", "archive_cache", "archive_cache_on_failure")
+            or text.startswith(("Running with gitlab-runner", "  on ", "  feature flags:", "Running on ", "ERROR: Job failed", "runner-cache-verify "))
+            or text == "Job succeeded"
+        ):  # fmt: skip
+            keep.append(text)
+    if len(keep) > EXCERPT_LINES:
+        keep = keep[: EXCERPT_LINES // 2] + ["…"] + keep[-EXCERPT_LINES // 2 :]
+    return "\n".join(keep)
 
 
 def evidence_markdown(
-    evidence: PipelineEvidence, verdict: Verdict, check: ObjectCheck | None, secrets: list[str]
+    evidence: PipelineEvidence, verdict: Diagnosis, check: ObjectCheck | None, secrets: list[str]
 ) -> str:
-    """The artifact: verdict, diagnosis, a side-by-side of both jobs, the object check and trace excerpts (masked)."""
-    facts = verdict.facts
+    """The artifact: verdict and cause, the fix, the trace lines that show it, both jobs side by side, cleanup."""
     title = "PASSED" if verdict.passed else "FAILED"
-    lines = [f"# Runner cache verification: {title}", "", f"**Verdict:** {verdict.summary}", ""]
+    lines = [f"# Runner cache verification: {title} (`{verdict.cause}`)", "", verdict.message, ""]
+    if verdict.fix:
+        lines += [f"**Fix:** {verdict.fix}", ""]
     lines += [f"> **Warning:** {warning}" for warning in verdict.warnings]
-    if verdict.diagnosis:
-        lines += ["## Diagnosis", ""] + [f"- {sentence}" for sentence in verdict.diagnosis] + [""]
-    build, test = evidence.job("build"), evidence.job("test")
+    if verdict.evidence:
+        lines += ["", "```text", *(line.replace("```", "'''") for line in verdict.evidence), "```", ""]
+    build, test = verdict.facts.get("build") or {}, verdict.facts.get("test") or {}
     if build or test:
+
+        def row(label: str, key: str) -> list[str]:
+            return [label, str(build.get(key) or "-"), str(test.get(key) or "-")]
+
         rows = [
-            ["status", build.status if build else "-", test.status if test else "-"],
-            ["runner", f"{facts.get('build_runner')} ({facts.get('build_short_token')})", f"{facts.get('test_runner')} ({facts.get('test_short_token')})"],
-            ["pod (HOSTNAME)", facts.get("build_host") or "-", facts.get("test_host") or "-"],
-            ["cache key", facts.get("created_key") or "-", facts.get("checked_key") or "-"],
-            ["cache transfer", "uploaded" if facts.get("uploaded") else "not uploaded", "extracted" if facts.get("extracted") else "not extracted"],
+            row("status", "status"), row("failure reason", "failure_reason"), row("runner", "runner"),
+            row("short token", "short_token"), row("runner manager (system ID)", "system_id"),
+            row("manager pod", "manager"), row("job pod", "pod"), row("runner version", "runner_version"),
+            ["cache key", str(build.get("created_key") or "-"), str(test.get("checked_key") or "-")],
+            ["cache transfer", "uploaded" if build.get("uploaded") else "not uploaded",
+             "extracted" if test.get("extracted") else "not extracted"],
         ]  # fmt: skip
-        lines += ["## Evidence", "", markdown_table(["", "build", "test"], rows), ""]
+        lines += ["## The two jobs", "", markdown_table(["", "build", "test"], rows), ""]
     if check is not None:
         where = f"found ({check.size} bytes)" if check.found else "missing"
         lines.append(f"Object `{check.expected}` in bucket `{check.bucket}`: {where}.")
@@ -95,18 +126,20 @@ def evidence_markdown(
     lines.append(
         f"Pipeline {pipeline} on branch `{evidence.branch}`: {evidence.status or 'not started'} after "
         f"{evidence.waited_seconds:.0f} s{', cancelled' if evidence.cancelled else ''}; branch "
-        f"{'deleted' if evidence.branch_deleted else 'not deleted'}."
+        f"{'deleted' if evidence.branch_deleted else 'not deleted'}; pipelines deleted: "
+        f"{', '.join(map(str, evidence.deleted_pipelines)) or 'none'}."
     )
     lines += [f"- cleanup problem: {problem}" for problem in evidence.cleanup_errors]
-    for job in (build, test):
+    for name in (BUILD_JOB, TEST_JOB):
+        job = evidence.job(name)
         if job is not None and job.trace:
             text = excerpt(job.trace).replace("```", "'''")
-            lines += ["", f"### {job.name} job trace (excerpt)", "", "```text", text, "```"]
+            lines += ["", f"### {job.name} (excerpt, normalised)", "", "```text", text, "```"]
     return redact("\n".join(lines) + "\n", secrets)
 
 
 def emit_verify_event(sections: RunnerCacheSections, passed: bool, payload: dict[str, Any]) -> None:
-    """``runner-cache.verify.passed`` / ``.failed`` about the verification project (values masked by the caller)."""
+    """``runner-cache.verify.passed`` / ``.failed`` about the verification project (values redacted by the caller)."""
     project = sections.gitlab.project or "none"
     emit_event(
         event=f"runner-cache.verify.{'passed' if passed else 'failed'}",
@@ -119,51 +152,49 @@ def emit_verify_event(sections: RunnerCacheSections, passed: bool, payload: dict
 def run_pipeline_check(sections: RunnerCacheSections) -> StepResult:
     """Prove with a real pipeline that two jobs share the cache; call it inside a flow run.
 
-    Returns a ``StepResult`` named ``pipeline``: ``skipped`` when GitLab is not configured (nothing else happens),
-    ``unchanged`` when the check passed (``detail`` carries a "not proven across pods" warning when both jobs ran
-    on one pod), ``failed`` with the diagnosis in ``detail`` otherwise. Never raises for a failed verification.
-    ``data`` holds ``verdict``, ``proven_across_pods``, ``diagnosis``, ``warnings``, ``pipeline_id``,
-    ``pipeline_url``, ``object`` and ``facts``. It also leaves the evidence artifact and emits
-    ``runner-cache.verify.passed`` / ``.failed``. The branch is always deleted and an unfinished pipeline cancelled.
+    Returns a ``StepResult`` named ``pipeline``: ``skipped`` when GitLab is not configured, ``unchanged`` when the
+    test job restored the build job's cache from the store (warnings say when one runner manager ran both jobs),
+    ``failed`` with the cause otherwise. ``data``: ``verdict``, ``cause``, ``message``, ``fix``, ``evidence``,
+    ``warnings``, ``proven_across_managers``, ``pipeline_id``, ``pipeline_url``, ``object``, ``facts``. Leaves the
+    evidence artifact and emits ``runner-cache.verify.passed`` / ``.failed``. The branch, its pipelines (when the
+    role allows) and the cache object are always removed.
     """
     if not sections.gitlab.configured:
         return StepResult(step="pipeline", status="skipped", detail=NOT_CONFIGURED)
     logger = get_run_logger()
     secrets = _secrets(sections)
+    store = _store_view(sections)
     with timed() as timer:
         evidence = run_verification_pipeline_task(sections.gitlab)
-        check, check_error = _object_check(sections, evidence)
-        store = StoreView(
-            endpoint=sections.store.endpoint,
-            bucket=sections.store.bucket,
-            path=sections.cache.path,
-            shared=sections.cache.shared,
-        )
-        verdict = diagnose(evidence, store, check)
-        if check_error:
-            verdict = Verdict(
-                passed=False,
-                summary="the bucket could not be checked",
-                diagnosis=[check_error],
-                warnings=verdict.warnings,
-                facts=verdict.facts,
-            )
-    verdict = Verdict.model_validate_json(redact(verdict.model_dump_json(), secrets))
+        verdict = diagnose_pipeline(evidence, store, None)
+        check: ObjectCheck | None = None
+        try:
+            check = _object_check(sections, evidence, verdict.facts)
+        except Exception as error:  # the verdict says the bucket could not be read; nothing else is lost
+            verdict = Diagnosis(
+                passed=False, cause="bucket_unreadable", facts=verdict.facts, warnings=verdict.warnings,
+                message=f"runner-cache could not look for the cache object in bucket {store.bucket!r}: {type(error).__name__}: {error}",
+                fix="Check RUNNER_CACHE_STORE__* (the same store must be reachable from where the flow runs).",
+            )  # fmt: skip
+        if check is not None:
+            verdict = diagnose_pipeline(evidence, store, check)
+    verdict = Diagnosis.model_validate_json(redact(verdict.model_dump_json(), secrets))
     create_markdown_artifact(
         key=EVIDENCE_ARTIFACT,
         markdown=evidence_markdown(evidence, verdict, check, secrets),
-        description=f"verification pipeline: {'passed' if verdict.passed else 'failed'}",
+        description=f"verification pipeline: {'passed' if verdict.passed else verdict.cause}",
     )
-    for sentence in verdict.diagnosis:
-        logger.error("diagnosis: %s", sentence)
+    (logger.info if verdict.passed else logger.error)("%s: %s", verdict.cause, verdict.message)
     for warning in verdict.warnings:
         logger.warning("%s", warning)
     data = {
         "verdict": "passed" if verdict.passed else "failed",
-        "proven_across_pods": verdict.proven_across_pods,
-        "summary": verdict.summary,
-        "diagnosis": verdict.diagnosis,
+        "cause": verdict.cause,
+        "message": verdict.message,
+        "fix": verdict.fix,
+        "evidence": verdict.evidence,
         "warnings": verdict.warnings,
+        "proven_across_managers": verdict.proven_across_managers,
         "pipeline_id": evidence.pipeline_id,
         "pipeline_url": evidence.pipeline_url,
         "object": check.expected if check else None,
@@ -171,12 +202,10 @@ def run_pipeline_check(sections: RunnerCacheSections) -> StepResult:
     }
     emit_verify_event(sections, verdict.passed, data)
     if verdict.passed:
-        detail = f"two jobs shared the cache: {verdict.summary}" + "".join(f" (warning: {w})" for w in verdict.warnings)
-        logger.info("pipeline check passed: %s", detail)
+        detail = verdict.message + "".join(f" (warning: {warning})" for warning in verdict.warnings)
         return StepResult(step="pipeline", status="unchanged", detail=detail, seconds=timer.seconds, data=data)
-    return StepResult(
-        step="pipeline", status="failed", detail=" ".join(verdict.diagnosis), seconds=timer.seconds, data=data
-    )
+    detail = f"{verdict.cause}: {verdict.message}" + (f" Fix: {verdict.fix}" if verdict.fix else "")
+    return StepResult(step="pipeline", status="failed", detail=detail, seconds=timer.seconds, data=data)
 
 
 @flow(name=FLOW_NAME, persist_result=False)
@@ -189,19 +218,14 @@ def verify_runner_cache(config: str | None = None, roundtrip_first: bool = True)
     """
     sections = resolve_config(config)
     steps: list[StepResult] = []
-    failure = (
-        run_steps(steps, [("roundtrip", lambda: check_roundtrip_task(sections.store, sections.cache))])
-        if roundtrip_first
-        else None
-    )
-    if failure is None:
-        steps.append(run_pipeline_check(sections))
-    pipeline = steps[-1] if steps[-1].step == "pipeline" else None
-    if pipeline is None or pipeline.status == "skipped":
-        # run_pipeline_check emits the event when a pipeline ran; here no pipeline ran.
+    actions = [("roundtrip", lambda: check_roundtrip_task(sections.store, sections.cache))] if roundtrip_first else []
+    failure = run_steps(steps, [*actions, ("pipeline", lambda: run_pipeline_check(sections))])
+    pipeline = next((step for step in steps if step.step == "pipeline"), None)
+    if pipeline is None or pipeline.status == "skipped" or not pipeline.data:
+        # run_pipeline_check emits the event when a pipeline ran; here none did.
         emit_verify_event(sections, failure is None, {
-            "verdict": "passed" if failure is None else "failed", "proven_across_pods": False,
-            "pipeline": "skipped" if pipeline else "not run", "steps": {s.step: s.status for s in steps},
+            "verdict": "passed" if failure is None else "failed", "proven_across_managers": False,
+            "pipeline": pipeline.status if pipeline else "not run", "steps": {s.step: s.status for s in steps},
         })  # fmt: skip
     create_markdown_artifact(
         key=FLOW_NAME, markdown=steps_markdown(FLOW_NAME, steps), description=f"{FLOW_NAME} summary"
@@ -209,7 +233,7 @@ def verify_runner_cache(config: str | None = None, roundtrip_first: bool = True)
     passed = not any(step.status == "failed" for step in steps)
     result = {
         "passed": passed,
-        "proven_across_pods": bool(pipeline and pipeline.data.get("proven_across_pods")),
+        "proven_across_managers": bool(pipeline and pipeline.data.get("proven_across_managers")),
         "steps": [step.model_dump() for step in steps],
     }
     if not passed:

@@ -3,38 +3,179 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
+from types import ModuleType
+from typing import NamedTuple, NoReturn
 
-from runner_cache.commands import blocks, history, prune, rebuild, render_chart, serve, setup, store, verify
-from runner_cache.errors import RunnerCacheError
-
-COMMANDS = (setup, verify, prune, rebuild, render_chart, store, blocks, history, serve)
+from runner_cache.errors import PrefectApiError, RunnerCacheError, UsageError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class Command(NamedTuple):
+    module: str  # under runner_cache.commands; it registers the command (and may register others)
+    summary: str  # its line in `runner-cache --help`, which imports no command module
+    prefect_api: bool = False  # talks to Prefect's API: without PREFECT_API_URL, the local Prefect server
+
+
+# Every sub-command, one line each. Only the module of the command being run is imported (pip's commands_dict
+# does the same): the others import Prefect, minio, kubernetes or docker, which take seconds. A command with
+# `--config BLOCK` given needs Prefect's API too (the block is read from it).
+COMMAND_TABLE: dict[str, Command] = {
+    "plan": Command("setup", "show what setup would do; touches nothing", prefect_api=True),
+    "setup": Command("setup", "run the setup-runner-cache flow", prefect_api=True),
+    "verify": Command("verify", "prove with a two-job pipeline that the runner cache is shared", prefect_api=True),
+    "diagnose": Command("diagnose", "name why two jobs did (not) share the cache, from their raw logs"),
+    "prune": Command("prune", "delete stale cache objects (run the prune-runner-cache flow)", prefect_api=True),
+    "rebuild": Command(
+        "rebuild",
+        "run the rebuild-runner flow (upgrade the release, verify, roll back on failure)",
+        prefect_api=True,
+    ),
+    "render-chart": Command(
+        "render_chart",
+        "render the runner chart with the cache values and check what the runner gets; needs no cluster",
+    ),
+    "store": Command("store", "show or stop the store managed by the local or docker backend"),
+    "blocks": Command("blocks", "save the configuration as a Prefect block", prefect_api=True),
+    "history": Command("history", "list recent runs of the runner-cache flows", prefect_api=True),
+    "serve": Command(
+        "serve", "serve setup, nightly prune, verify and rebuild as Prefect deployments", prefect_api=True
+    ),
+    "server": Command("server", "show or stop the local Prefect server (its UI shows every run)"),
+    "runner-credentials": Command(
+        "credentials", "print the runner identity's key and the [runners.cache] settings", prefect_api=True
+    ),
+    "rotate-runner-credentials": Command(
+        "credentials",
+        "new runner key: update the Secret, roll the pods, verify, then revoke the old key",
+        prefect_api=True,
+    ),
+    "key": Command("key", "where a runner writes a cache key, and what an object name is (no store needed)"),
+}
+COMMAND_MODULES = tuple(dict.fromkeys(command.module for command in COMMAND_TABLE.values()))
+
+
+def __getattr__(name: str) -> tuple[ModuleType, ...]:
+    """``COMMANDS``: every command module, imported on first use."""
+    if name == "COMMANDS":
+        return tuple(importlib.import_module(f"runner_cache.commands.{module}") for module in COMMAND_MODULES)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, whose errors are one line naming the flag as typed and never the value given to it."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {_without_values(message)} (see {self.prog} --help)")
+
+
+def _without_values(message: str) -> str:
+    """argparse's message minus what the user typed: a value may be a secret pasted in the wrong place."""
+    if message.startswith("unrecognized arguments:"):
+        words = message.removeprefix("unrecognized arguments:").split()
+        flags = [word.split("=", 1)[0] for word in words if re.fullmatch(r"--?[A-Za-z][\w-]{0,60}(=.*)?", word, re.S)]
+        return "unrecognized arguments" + (f": {' '.join(flags)}" if flags else "")
+    message = re.sub(r"invalid choice: '.*?' \(choose from", "invalid choice (choose from", message, flags=re.S)
+    return re.sub(r" value: '.*'$", " value", message, flags=re.S)
+
+
+class _NoTraceback(logging.Formatter):
+    """The console shows each log line without its traceback: those stay in the flow run's log (Prefect API)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _console_without_tracebacks() -> None:
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, _NoTraceback):
+            handler.setFormatter(_NoTraceback(handler.formatter))
+
+
+def _prefect_unreachable(error: BaseException) -> PrefectApiError | None:
+    """Prefect's client failing to connect (it raises RuntimeError or httpx errors) as our PrefectApiError."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    transport = [cause for cause in chain if isinstance(cause, httpx.TransportError)]
+    if not transport and not any(str(cause).startswith("Failed to reach API") for cause in chain):
+        return None
+    what = type(transport[-1]).__name__ if transport else "no answer"
+    url = PREFECT_API_URL.value() or "(unset: a temporary local server)"
+    return PrefectApiError(
+        f"PREFECT_API_URL {url} did not answer ({what}); nothing was started",
+        hint="check PREFECT_API_URL and that the Prefect server is up",
+    )
+
+
+def build_parser(commands: Sequence[ModuleType] | None = None) -> argparse.ArgumentParser:
+    """The parser with ``commands`` (default: every command module) in full, any other command as its summary."""
+    parser = Parser(
         prog="runner-cache",
         description="Set up, verify and prune GitLab Runner's S3 distributed cache.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
+    for command in sys.modules[__name__].COMMANDS if commands is None else commands:
         command.register(subparsers)
+    for name, command in COMMAND_TABLE.items():
+        if name not in subparsers.choices:
+            subparsers.add_parser(name, help=command.summary)
     return parser
+
+
+def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser with only the named command's module imported (none for ``--help`` or a wrong name)."""
+    name = next((word for word in argv if not word.startswith("-")), None)
+    command = COMMAND_TABLE.get(name or "")
+    return build_parser(
+        () if command is None else (importlib.import_module(f"runner_cache.commands.{command.module}"),)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; exit codes: 0 ok, 1 the work or an outside system failed, 2 bad usage or configuration."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser_for(argv).parse_args(argv)
+    except UsageError as error:
+        print(f"runner-cache: {error}", file=sys.stderr)
+        return error.exit_code
     if getattr(args, "json", False):
         # Prefect's console logging goes to stderr; make sure nothing else reaches stdout either.
         logging.getLogger().handlers = [logging.StreamHandler(sys.stderr)]
+    _console_without_tracebacks()
     try:
+        if COMMAND_TABLE[args.command].prefect_api or getattr(args, "config", None):
+            from runner_cache.tasks.prefect_server import connect_api
+
+            connect_api()
         return int(args.func(args) or 0)
     except RunnerCacheError as error:
         print(f"runner-cache: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:
+        translated = _prefect_unreachable(error)
+        if translated is None:
+            raise
+        print(f"runner-cache: {translated}", file=sys.stderr)
+        return translated.exit_code
 
 
 if __name__ == "__main__":

@@ -39,6 +39,15 @@ def session_dir() -> Path:
     return _SESSION_DIR
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_local_prefect_server() -> Iterator[None]:
+    """A command run in-process without a Prefect API starts the local Prefect server in this session's state dir."""
+    yield
+    from runner_cache.tasks import prefect_server
+
+    prefect_server.stop(_SESSION_DIR / "xdg-data" / "runner-cache")
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     """One Prefect test server for the whole session (it takes 15-20 s to start here)."""

@@ -1,4 +1,4 @@
-"""``runner-cache verify``: run the verify-runner-cache flow and print the verdict."""
+"""``runner-cache verify``: run the verify-runner-cache flow and print the verdict, its cause and the fix."""
 
 from __future__ import annotations
 
@@ -18,18 +18,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _text(steps: list[StepResult]) -> str:
-    """The steps table, then the pipeline check's diagnosis and warnings one per line."""
+    """The steps table, then the pipeline check's cause, fix, the trace lines that show it, and warnings."""
     lines = [steps_text("verify", steps)]
     pipeline = next((step for step in steps if step.step == "pipeline"), None)
-    if pipeline is not None:
-        lines += [f"diagnosis: {sentence}" for sentence in pipeline.data.get("diagnosis", [])]
-        lines += [f"warning: {warning}" for warning in pipeline.data.get("warnings", [])]
-        if pipeline.data.get("pipeline_url"):
-            lines.append(f"pipeline: {pipeline.data['pipeline_url']}")
+    if pipeline is not None and pipeline.data:
+        data = pipeline.data
+        lines += ["", f"{data['verdict']}: {data['cause']} — {data['message']}"]
+        if data.get("fix"):
+            lines.append(f"fix: {data['fix']}")
+        lines += [f"  {line}" for line in data.get("evidence", [])]
+        lines += [f"warning: {warning}" for warning in data.get("warnings", [])]
+        if data.get("pipeline_url"):
+            lines.append(f"pipeline: {data['pipeline_url']}")
     return "\n".join(lines)
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    resolve_config(args.config)  # a configuration error stops here, before any flow run starts
+    resolve_config(args.config)  # a configuration error (runner tags missing too) stops here, before any flow run
     state = verify_runner_cache(config=args.config, roundtrip_first=not args.skip_roundtrip, return_state=True)
     return report_flow_run(state, args, "verify", text=_text)

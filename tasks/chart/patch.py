@@ -10,6 +10,10 @@ renders and compares again. Known wrongs it can fix:
   ``default ""`` becomes ``default false`` on that line.
 
 Anything else that is still wrong fails with the difference (:class:`ChartMismatch`).
+
+The render uses the values the upgrade would really produce: the deployed release's own (``release_values``,
+as ``helm get values`` gives them), the user's values file, then ours — so what is checked, and the Deployment
+name the rollout waits for (a ``fullnameOverride``), are the release's, not the chart defaults'.
 """
 
 from __future__ import annotations
@@ -38,14 +42,18 @@ from runner_cache.tasks.chart.render import (
     render_manifests,
     runner_view,
 )
-from runner_cache.tasks.chart.source import locate_chart
+from runner_cache.tasks.chart.source import ChartSource, locate_chart
 from runner_cache.tasks.chart.values import (
     COMPARED_FIELDS,
     Generation,
+    ValueSources,
     build_values,
     chart_default_values,
     intended_settings,
     load_values_file,
+    merge_values,
+    runner_part,
+    under_key,
 )
 from runner_cache.tasks.logs import run_logger
 from runner_cache.tasks.results import markdown_table
@@ -62,7 +70,10 @@ class ChartPlan(BaseModel):
         generation: ``pre-0.3``, ``legacy`` or ``modern``.
         chart_dir: the chart to install — the input directory itself when untouched, else the unpacked, pulled
             or patched copy inside the caller's ``workdir``.
-        values: our values (no secrets); pass them after ``values_files`` (the user's own), e.g. on stdin.
+        values: our values (no secrets); pass them after ``values_files`` (the user's own), e.g. on stdin. For an
+            umbrella chart they sit under ``values_key`` (its gitlab-runner dependency's alias).
+        config_from: where the ``runners.config`` ours was merged into came from (values file, deployed release,
+            chart default); ``runner_config``: the rendered TOML the runner registers with (None: the chart has none).
         patched / patch: whether a template was patched, and the explained unified diff.
         intended / effective: the runner's cache settings we want, and what the rendered chart gives it;
             ``sources`` says where each effective value comes from.
@@ -86,6 +97,9 @@ class ChartPlan(BaseModel):
     differences: list[Difference]
     notes: list[str]
     runner: str
+    values_key: str | None = None
+    config_from: str | None = None
+    runner_config: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -130,6 +144,9 @@ class ChartPlan(BaseModel):
             "sources": self.sources,
             "runner": self.runner,
             "notes": self.notes,
+            "values_key": self.values_key,
+            "runners_config_from": self.config_from,
+            "runner_config": self.runner_config,
         }
 
 
@@ -256,12 +273,36 @@ def describe_patch(original: Path, patched: Path, fixes: list[Fix], title: str) 
     return f"{title}\n" + "\n".join(reasons) + "\n\n" + "".join(diffs)
 
 
+def runner_defaults(source: ChartSource) -> dict[str, Any]:
+    """The runner chart's default values: its ``values.yaml``, under an umbrella's own ``values.yaml`` for it."""
+    defaults = chart_default_values(source.runner.path)
+    key = source.runner.values_key
+    return merge_values(defaults, runner_part(chart_default_values(source.path), key)) if key else defaults
+
+
+def _patched_copy(source: ChartSource, workdir: Path) -> tuple[Path, Path]:
+    """A copy of the chart to patch, and the runner chart's root inside it (an umbrella's dependency unpacked)."""
+    chart_dir = workdir / "patched" / source.path.name
+    shutil.copytree(source.path, chart_dir)
+    runner = source.runner
+    if runner.package is None:
+        return chart_dir, chart_dir
+    package = chart_dir / "charts" / runner.package
+    if package.is_dir():
+        return chart_dir, package
+    package.unlink()  # the .tgz: helm takes the dependency unpacked in charts/ as well
+    shutil.copytree(runner.path, chart_dir / "charts" / runner.name)
+    return chart_dir, chart_dir / "charts" / runner.name
+
+
 def prepare_chart(
     config: RunnerCacheSections,
     chart: str | None = None,
     version: str | None = None,
     *,
     workdir: Path,
+    release_values: dict[str, Any] | None = None,
+    image_tag: str | None = None,
 ) -> ChartPlan:
     """Locate the chart, build values, verify the rendered runner settings, patch a copy only if needed.
 
@@ -275,12 +316,17 @@ def prepare_chart(
         version: the chart version to pull (or to expect); defaults to ``config.release.chart_version``.
         workdir: an empty directory the caller owns and removes; pulled, unpacked and patched charts go
             there, so ``plan.chart_dir`` lives as long as it does. The input chart is never written.
+        release_values: the values the deployed release was installed with (``helm get values``), whole
+            (an umbrella's included); None or empty when it is not installed. They are the base of
+            ``runners.config`` unless the values file sets one, and they are rendered under the user's and ours.
+        image_tag: a new runner image tag (rebuild): set where the chart keeps it, nothing else of ``image``.
 
     Returns:
         The plan; ``plan.ok`` is always true here, ``plan.patched`` says whether a template was patched.
 
     Raises:
-        ConfigError: no chart configured, a bad path, Chart.yaml or values file, or an unknown generation.
+        ConfigError: no chart configured, a bad path, Chart.yaml or values file, an unknown generation, or a
+            ``runners.config`` whose cache section only the template decides (the message names the line).
         ChartError: helm failed (pull, template) or the rendered chart has no recognisable runner container.
         ChartMismatch: the runner would still get other settings than intended; ``error.plan`` has them.
     """
@@ -290,32 +336,39 @@ def prepare_chart(
     release = config.release
     source = locate_chart(reference, version or release.chart_version, release.chart_repo, workdir)
     intended = intended_settings(config.store, config.cache)
-    values, notes = build_values(
-        source.generation,
-        intended,
-        release.secret_name,
-        chart_defaults=chart_default_values(source.path),
-        user_values=load_values_file(release.values_file),
+    key = source.runner.values_key
+    sources = ValueSources(
+        chart=runner_defaults(source),
+        deployed=runner_part(release_values or {}, key),
+        user=runner_part(load_values_file(release.values_file), key),
     )
+    runner_values, notes = build_values(source.generation, intended, release.secret_name, sources, image_tag=image_tag)
+    values = under_key(runner_values, key)
     values_files = [release.values_file] if release.values_file else []
 
     def check(chart_dir: Path) -> tuple[RunnerView, dict[str, Reading], list[Difference]]:
         manifests = render_manifests(
-            chart_dir, release=release.release, namespace=release.namespace, values=values, values_files=values_files
+            chart_dir,
+            release=release.release,
+            namespace=release.namespace,
+            values=values,
+            values_files=values_files,
+            release_values=release_values,
         )
         view = runner_view(manifests)
         readings = effective_settings(view)
         return view, readings, differences(intended, readings, view, release.secret_name)
 
     view, readings, found = check(source.path)
-    chart_dir, applied = source.path, find_fixes(source.path, view, found) if found else []
+    chart_dir, applied = source.path, find_fixes(source.runner.path, view, found) if found else []
+    runner_dir = source.runner.path
     if applied:
-        chart_dir = workdir / "patched" / source.path.name
-        shutil.copytree(source.path, chart_dir)
-        apply_fixes(chart_dir, applied)
+        chart_dir, runner_dir = _patched_copy(source, workdir)
+        apply_fixes(runner_dir, applied)
         view, readings, found = check(chart_dir)
-    title = f"runner-cache patched a copy of {source.name} {source.version} ({source.generation}): the rendered runner got other cache settings than intended."
-    patch = describe_patch(source.path, chart_dir, applied, title) if applied else None
+    runner = source.runner
+    title = f"runner-cache patched a copy of {runner.name} {runner.version} ({source.generation}): the rendered runner got other cache settings than intended."
+    patch = describe_patch(source.runner.path, runner_dir, applied, title) if applied else None
     plan = ChartPlan(
         reference=reference,
         name=source.name,
@@ -334,6 +387,9 @@ def prepare_chart(
         differences=found,
         notes=notes,
         runner=f"{view.workload} container {view.container}",
+        values_key=key,
+        config_from=sources.base_config()[1] if "config" in runner_values.get("runners", {}) else None,
+        runner_config=view.config_text,
     )
     log = run_logger(__name__)
     for note in notes:

@@ -16,7 +16,9 @@ false. This module models exactly that:
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ import yaml
 from pydantic import BaseModel
 
 from runner_cache.errors import ChartError
+from runner_cache.redaction import redact
 from runner_cache.tasks.chart.helm_cli import run_helm
 from runner_cache.tasks.chart.values import COMPARED_FIELDS, Intended
 
@@ -67,6 +70,7 @@ class RunnerView:
     secrets: set[str]
     config_template: dict[str, Any] | None = None
     config_source: str | None = None
+    config_text: str | None = None  # the rendered TOML the runner registers with (``--template-config``)
     unresolved_env: set[str] = field(default_factory=set)
 
 
@@ -98,18 +102,46 @@ def render_manifests(
     namespace: str,
     values: dict[str, Any],
     values_files: list[Path],
+    release_values: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """``helm template`` of ``chart_dir``: the user's ``values_files`` first, then ``values`` (through stdin)."""
+    """``helm template`` of ``chart_dir`` with the values an upgrade of the release would have: the deployed
+    release's ``release_values`` first (``--reset-then-reuse-values`` keeps them under everything else), then the
+    user's ``values_files``, then ``values`` (through stdin). ``release_values`` may hold the release's tokens:
+    they go to helm in a 0600 file in a private directory, removed when helm returns."""
     args = ["template", release, str(chart_dir), "--namespace", namespace]
-    for path in values_files:
-        args += ["--values", str(path)]
-    args += ["--values", "-"]
-    output = run_helm(args, stdin=yaml.safe_dump(values, sort_keys=False), timeout=TEMPLATE_TIMEOUT)
+    with tempfile.TemporaryDirectory(prefix="runner-cache-render-") as private:  # mode 0700
+        if release_values:
+            path = Path(private) / "release-values.json"
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+                json.dump(release_values, handle)
+            args += ["--values", str(path)]
+        for file in values_files:
+            args += ["--values", str(file)]
+        args += ["--values", "-"]
+        try:
+            output = run_helm(args, stdin=yaml.safe_dump(values, sort_keys=False), timeout=TEMPLATE_TIMEOUT)
+        except ChartError as error:  # helm may quote values in its error (a tpl failure quotes the whole text)
+            raise ChartError(redact(str(error.message), _secret_values(release_values or {}))) from None
     try:
         documents = list(yaml.safe_load_all(output))
     except yaml.YAMLError as error:
         raise ChartError(f"helm template produced invalid YAML: {error}") from None
     return [doc for doc in documents if isinstance(doc, dict)]
+
+
+_SECRET_KEY = re.compile(r"(?i)token|secret|password|key$")
+
+
+def _secret_values(values: Any) -> list[str]:
+    """String values under keys that name a secret (``runnerToken``, ``runnerRegistrationToken``, …)."""
+    if not isinstance(values, dict):
+        return []
+    found = []
+    for key, value in values.items():
+        if isinstance(value, str) and _SECRET_KEY.search(str(key)):
+            found.append(value)
+        found += _secret_values(value)
+    return found
 
 
 def _runner_signals(container: dict[str, Any]) -> list[str]:
@@ -189,7 +221,7 @@ def _container_env(container: dict[str, Any], config_maps: dict[str, dict[str, s
 
 def _config_template(
     pod: dict[str, Any], config_maps: dict[str, dict[str, str]]
-) -> tuple[dict[str, Any] | None, str | None]:
+) -> tuple[dict[str, Any] | None, str | None, str | None]:
     """The rendered runners.config: the one ``*.toml`` entry with ``[[runners]]`` among the pod's ConfigMaps."""
     names = []
     for volume in pod.get("volumes") or []:
@@ -208,16 +240,16 @@ def _config_template(
             except tomllib.TOMLDecodeError as error:
                 raise ChartError(f"ConfigMap {name} key {key} is not valid TOML after rendering: {error}") from None
             if "runners" in document:
-                found.append((document, f"ConfigMap {name} key {key}"))
+                found.append((document, f"ConfigMap {name} key {key}", text))
     if len(found) > 1:
-        raise ChartError("more than one rendered config template has [[runners]]: " + ", ".join(s for _, s in found))
+        raise ChartError("more than one rendered config template has [[runners]]: " + ", ".join(s for _, s, _ in found))
     if not found:
-        return None, None
-    document, where = found[0]
+        return None, None, None
+    document, where, text = found[0]
     runners = document["runners"]
     if not isinstance(runners, list) or len(runners) != 1:
         raise ChartError(f"{where} must hold exactly one [[runners]] table (the runner's register template takes one)")
-    return runners[0], where
+    return runners[0], where, text
 
 
 def runner_view(manifests: list[dict[str, Any]]) -> RunnerView:
@@ -239,7 +271,7 @@ def runner_view(manifests: list[dict[str, Any]]) -> RunnerView:
             if "secret" in source:
                 view.secrets.add(source["secret"].get("name"))
     view.secrets.discard(None)
-    view.config_template, view.config_source = _config_template(pod, config_maps)
+    view.config_template, view.config_source, view.config_text = _config_template(pod, config_maps)
     return view
 
 

@@ -3,6 +3,10 @@
 The chart's *generation* decides which values configure the cache (see DESIGN.md, "The chart, by generation"):
 Chart.yaml's version places it, and the templates must agree — a chart whose templates read neither
 ``runners.cache.s3*`` nor ``runners.config`` is not one we know how to configure.
+
+An *umbrella* chart (a team's, or a platform's like DoD-Platform-One's 0.77.2-bb.1+, chart/Chart.yaml@7832826)
+depends on gitlab-runner under an alias (``upstream``) and vendors its package in ``charts/``: the runner chart
+is that dependency, its generation is the dependency's, and its values go under the alias (:class:`RunnerChart`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,8 +34,25 @@ _READS_CONFIG = re.compile(r"\.Values\.runners\.config\b")
 
 
 @dataclass(frozen=True)
+class RunnerChart:
+    """The gitlab-runner chart inside the chart to install: the chart itself, or an umbrella chart's dependency.
+
+    ``values_key``: the key the umbrella passes the runner's values under (the dependency's alias, else its name),
+    None when the chart is the runner chart itself. ``path``: the runner chart's root (a ``charts/*.tgz`` is
+    unpacked into the caller's workdir to read it). ``package``: its entry in the umbrella's ``charts/``.
+    """
+
+    path: Path
+    name: str
+    version: str
+    values_key: str | None = None
+    package: str | None = None
+
+
+@dataclass(frozen=True)
 class ChartSource:
-    """A chart ready to render: ``path`` is its root directory (``local`` when it is the user's own, never written)."""
+    """A chart ready to render: ``path`` is its root directory (``local`` when it is the user's own, never written);
+    ``runner`` the gitlab-runner chart in it, whose version gives the ``generation``."""
 
     reference: str
     path: Path
@@ -38,6 +60,7 @@ class ChartSource:
     version: str
     generation: Generation
     local: bool
+    runner: RunnerChart
 
 
 def parse_version(version: str) -> tuple[int, int, int]:
@@ -107,6 +130,81 @@ def detect_generation(root: Path, version: str) -> Generation:
     return generation
 
 
+def _reads_runner_values(root: Path) -> bool:
+    text = _templates_text(root)
+    return bool(_READS_CONFIG.search(text) or _READS_S3_VALUES.search(text))
+
+
+def _dependencies(root: Path) -> list[dict[str, Any]]:
+    """Chart.yaml's ``dependencies`` (apiVersion v2) and requirements.yaml's (v1)."""
+    found = []
+    for name in ("Chart.yaml", "requirements.yaml"):
+        path = root / name
+        meta = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if isinstance(meta, dict):
+            found += [dep for dep in meta.get("dependencies") or [] if isinstance(dep, dict) and dep.get("name")]
+    return found
+
+
+def _vendored(root: Path, name: str, workdir: Path) -> tuple[Path, str] | None:
+    """The dependency ``name`` in ``root/charts``: a chart directory, or a ``.tgz`` unpacked into ``workdir``."""
+    charts = root / "charts"
+    for entry in sorted(charts.iterdir()) if charts.is_dir() else []:
+        if entry.is_dir() and (entry / "Chart.yaml").is_file() and read_chart_yaml(entry)[0] == name:
+            return entry, entry.name
+        if entry.name.endswith(".tgz") and entry.name.startswith(f"{name}-") and tarfile.is_tarfile(entry):
+            dest = workdir / "dependencies" / entry.name.removesuffix(".tgz")
+            dest.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(entry) as bundle:
+                bundle.extractall(dest, filter="data")
+            unpacked = _single_chart_dir(dest, str(entry))
+            if read_chart_yaml(unpacked)[0] == name:
+                return unpacked, entry.name
+    return None
+
+
+def find_runner_chart(root: Path, name: str, version: str, workdir: Path) -> RunnerChart:
+    """The chart itself when its templates read the runner's values, else the one dependency whose do.
+
+    Raises:
+        ConfigError: no runner chart in it (a dependency missing from ``charts/`` says to run ``helm dependency
+            build``), or more than one.
+    """
+    if _reads_runner_values(root):
+        return RunnerChart(root, name, version)
+    found, missing = [], []
+    for dependency in _dependencies(root):
+        vendored = _vendored(root, dependency["name"], workdir)
+        if vendored is None:
+            missing.append(dependency["name"])
+        elif _reads_runner_values(vendored[0]):
+            sub_name, sub_version = read_chart_yaml(vendored[0])
+            key = str(dependency.get("alias") or dependency["name"])
+            wanted = str(dependency.get("version") or "")
+            if _VERSION.match(wanted) and parse_version(wanted) != parse_version(sub_version):
+                # helm applies the alias only to a chart in the version range (pkg/chart/v2/util/dependencies.go
+                # getAliasDependency): the values under it would not reach this one
+                raise ConfigError(
+                    f"{root}/charts holds {sub_name} {sub_version}, but Chart.yaml depends on version {wanted}: "
+                    f"run `helm dependency build {root}`"
+                )
+            found.append(RunnerChart(vendored[0], sub_name, sub_version, values_key=key, package=vendored[1]))
+    if len(found) > 1:
+        keys = ", ".join(str(runner.values_key) for runner in found)
+        raise ConfigError(f"{root} depends on more than one gitlab-runner chart ({keys}): runner-cache configures one")
+    if found:
+        return found[0]
+    if missing:
+        raise ConfigError(
+            f"{root} depends on {', '.join(missing)}, which its charts/ directory does not hold: "
+            f"run `helm dependency build {root}` first"
+        )
+    raise ConfigError(
+        f"unknown chart generation: the templates of {root} and of its dependencies read neither "
+        "runners.cache.s3* nor runners.config (is this a gitlab-runner chart?)"
+    )
+
+
 def _single_chart_dir(parent: Path, what: str) -> Path:
     roots = [p for p in sorted(parent.iterdir()) if (p / "Chart.yaml").is_file()]
     if len(roots) != 1:
@@ -162,11 +260,13 @@ def locate_chart(reference: str, version: str | None, repo: str, workdir: Path) 
     name, chart_version = read_chart_yaml(root)
     if version and parse_version(version) != parse_version(chart_version):
         raise ConfigError(f"the chart at {reference} is version {chart_version}, not the requested {version}")
+    runner = find_runner_chart(root, name, chart_version, workdir)
     return ChartSource(
         reference=reference,
         path=root,
         name=name,
         version=chart_version,
-        generation=detect_generation(root, chart_version),
+        generation=detect_generation(runner.path, runner.version),
         local=local,
+        runner=runner,
     )

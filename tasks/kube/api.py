@@ -1,23 +1,30 @@
-"""The Kubernetes API, through the official client: connecting, the runner's cache Secret, rollout waits.
+"""The Kubernetes API, through the official client: connecting, Secrets we own, rollout waits.
 
 Objects are read and written as the API's own JSON (raw responses, dict bodies) rather than the client's
 generated models, so that our manifests read like the YAML users know, drift is compared on the API's field
 names, and the code works on every client version pyproject allows (their generated models changed shape over time).
 
-Errors: a cluster that does not answer, or answers 5xx, raises :class:`KubernetesUnreachable` (transient: the
-task policy retries it); anything the API refuses (401, 403, 404 on a write, 409, 422) raises
-:class:`KubernetesError`, which names the object and the API's reason. Neither ever carries a
-request body, and ``redact`` values are scrubbed from the API's messages before they reach an exception.
+Which cluster: :func:`runner_cache.tasks.kube.cluster.select_cluster`, the rule helm is given too.
+
+How the API server answers, and what we do (``staging/src/k8s.io/apiserver`` sources, cited where used):
+- no answer, or 5xx: :class:`KubernetesUnreachable` (transient: the task policy retries it);
+- 429 (API Priority and Fairness / max-in-flight; a plain-text body with ``Retry-After``): waited out here;
+- 403: worded by its cause — RBAC, a full ResourceQuota, a namespace being deleted, a refused RBAC escalation;
+- 409 AlreadyExists on a create, or Conflict on a write that carries the version we read: re-read and decide again;
+- 404 on a create that names the namespace: the namespace is missing, so it is created then. It is never read
+  (reading it needs a permission nothing else does).
+No error ever carries a request body, and ``redact`` values are scrubbed from the API's messages.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
-import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import urllib3
@@ -31,13 +38,21 @@ from runner_cache.blocks.release import ReleaseSettings
 from runner_cache.blocks.store import KubeStoreSettings, StoreSettings
 from runner_cache.errors import ConfigError, KubernetesError, KubernetesUnreachable, RolloutFailed, RolloutTimeout
 from runner_cache.redaction import redact
+from runner_cache.tasks.kube.cluster import ClusterTarget, select_cluster
 from runner_cache.tasks.logs import run_logger
 from runner_cache.tasks.results import StepResult, timed
 
 Cluster = ReleaseSettings | KubeStoreSettings  # anything that says which kubeconfig and context to use
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read: seconds for each API call
+THROTTLED_TRIES = 5  # tries of one request the API server keeps answering 429
+MAX_RETRY_AFTER = 30.0  # seconds: a longer Retry-After is cut to this
 MANAGED_BY = {"app.kubernetes.io/managed-by": "runner-cache"}
 SECRET_DATA_KEYS = ("accesskey", "secretkey")  # what the gitlab-runner chart reads from runners.cache.secretName
+# How often runner-cache wrote a Secret's data. With the Secret's uid it is the version the pods' restart
+# annotation carries: new credentials restart the pods, a label or annotation written by anyone else does not
+# (those change resourceVersion, which is why that is not used).
+GENERATION_ANNOTATION = "runner-cache.io/credentials-generation"
+RBAC_DOC = "docs/deployments.md, 'RBAC: the least runner-cache needs'"
 # kind -> (API group attribute, method suffix); the client's methods are read_<suffix>, create_<suffix>, patch_<suffix>.
 _METHODS = {
     "Namespace": ("core", "namespace"),
@@ -48,27 +63,59 @@ _METHODS = {
 }
 
 
+class ApiRefused(KubernetesError):
+    """The API answered 4xx. ``code``, ``reason``, ``kind`` (the Status details' kind) and ``cause`` (for a 403:
+    rbac, quota, terminating, escalation) let callers react to it."""
+
+    def __init__(
+        self, message: str, *, code: int, reason: str, kind: str = "", cause: str = "", hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code, self.reason, self.kind, self.cause = code, reason, kind, cause
+
+
 def encode(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
 
+def cluster_target(cluster: Cluster) -> ClusterTarget:
+    """The one cluster rule applied to these settings (helm gets the same: ``tasks/release/helm.py``)."""
+    return select_cluster(cluster.kubeconfig, cluster.context)
+
+
 def api_client(cluster: Cluster) -> k8s.ApiClient:
-    """A client for the configured kubeconfig/context; without either, the pod's service account when in a
-    cluster, else ``$KUBECONFIG`` / ``~/.kube/config``."""
-    if cluster.kubeconfig is not None and not cluster.kubeconfig.is_file():
-        raise ConfigError(f"the kubeconfig {cluster.kubeconfig} does not exist")
+    """A client for the cluster :func:`cluster_target` picks."""
+    target = cluster_target(cluster)
     try:
-        if cluster.kubeconfig is None and cluster.context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if target.source == "in-cluster":
             configuration = k8s.Configuration()
             k8s_config.load_incluster_config(client_configuration=configuration)
             return k8s.ApiClient(configuration)
-        # $KUBECONFIG is read now: the client library reads it once, when it is imported
-        config_file = str(cluster.kubeconfig) if cluster.kubeconfig else os.environ.get("KUBECONFIG") or None
-        return k8s_config.new_client_from_config(config_file=config_file, context=cluster.context)
+        files = ":".join(str(path) for path in target.kubeconfig)  # the client merges a KUBECONFIG-style list
+        return k8s_config.new_client_from_config(config_file=files, context=target.context)
     except (ConfigException, OSError, ValueError) as error:
-        where = cluster.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        context = f" (context {cluster.context!r})" if cluster.context else ""
-        raise ConfigError(f"cannot use the kubeconfig {where}{context}: {error}") from None
+        raise ConfigError(f"cannot use {target.describe()}: {error}") from None
+
+
+def _status(error: ApiException) -> dict:
+    """The API's ``Status`` answer, or {} (a 429 from the max-in-flight filter has a plain-text body)."""
+    try:
+        body = json.loads(error.body)
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def retry_after(error: ApiException) -> float:
+    """Seconds the server asked us to wait: ``Retry-After`` (``server/filters/maxinflight.go`` tooManyRequests
+    sets it), else the Status' ``retryAfterSeconds``, else 1."""
+    header = error.headers.get("Retry-After") if error.headers else None
+    seconds = (_status(error).get("details") or {}).get("retryAfterSeconds")
+    try:
+        value = float(header) if header is not None else float(seconds) if seconds is not None else 1.0
+    except ValueError:  # an HTTP date: wait the default
+        value = 1.0
+    return min(max(value, 0.0), MAX_RETRY_AFTER)
 
 
 class Kube:
@@ -90,65 +137,124 @@ class Kube:
         return created
 
     def patch(self, kind: str, namespace: str, name: str, body: dict) -> dict:
-        """A strategic-merge patch (the client's choice for a dict body): maps merge, named lists merge by name."""
+        """A strategic-merge patch (the client's choice for a dict body): maps merge, named lists merge by name.
+        With ``metadata.resourceVersion`` in ``body``, the server refuses it (409 Conflict) if the object changed."""
         patched = self._call("patch", kind, namespace, name, body)
         self.writes.append(f"patched {kind} {_where(namespace, name)}")
         return patched
 
-    def _call(self, verb: str, kind: str, namespace: str, name: str, body: dict | None) -> Any:
+    def delete(self, kind: str, namespace: str, name: str, resource_version: str) -> None:
+        """Delete exactly the version we read (a precondition: 409 Conflict if it changed since)."""
+        options = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(resource_version=resource_version))
+        self._call("delete", kind, namespace, name, None, options=options)
+        self.writes.append(f"deleted {kind} {_where(namespace, name)}")
+
+    def _call(self, verb: str, kind: str, namespace: str, name: str, body: dict | None, options: Any = None) -> Any:
         group, suffix = _METHODS[kind]
         method = getattr(getattr(self, group), f"{verb}_{suffix}")
-        args: list[Any] = {"read": [name], "create": [], "patch": [name]}[verb]
+        args: list[Any] = [] if verb == "create" else [name]
         args += [namespace] if namespace else []
         args += [body] if body is not None else []
-        try:
-            response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-            return json.loads(response.data)
-        except ApiException as error:
-            if verb == "read" and error.status == 404:
-                return None
-            raise self._refused(error, verb, kind, _where(namespace, name)) from None
-        except ValidationError as error:  # the client checks bodies before sending; never echo their values
-            raise KubernetesError(
-                f"the kubernetes client rejected the {kind} {_where(namespace, name)} ({error.error_count()} problems)"
-            ) from None
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise KubernetesUnreachable(
-                f"the Kubernetes API at {self.host} is not reachable: {type(error).__name__}"
-            ) from None
+        for attempt in range(1, THROTTLED_TRIES + 1):
+            try:
+                keywords = {"body": options} if options is not None else {}  # DeleteOptions go by keyword
+                response = method(*args, **keywords, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+                return json.loads(response.data)
+            except ApiException as error:
+                if verb == "read" and error.status == 404:
+                    return None
+                if error.status == 429 and attempt < THROTTLED_TRIES:
+                    wait = retry_after(error)
+                    run_logger(__name__).info(
+                        "the Kubernetes API is throttling (HTTP 429): waiting %g s as asked", wait
+                    )
+                    time.sleep(wait)
+                    continue
+                raise self._refused(error, verb, kind, namespace, name) from None
+            except ValidationError as error:  # the client checks bodies before sending; never echo their values
+                where = _where(namespace, name)
+                raise KubernetesError(
+                    f"the kubernetes client rejected the {kind} {where} ({error.error_count()} problems)"
+                ) from None
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                raise KubernetesUnreachable(
+                    f"the Kubernetes API at {self.host} is not reachable: {type(error).__name__}"
+                ) from None
+        raise AssertionError("the loop returns or raises")
 
-    def _refused(self, error: ApiException, verb: str, kind: str, where: str) -> Exception:
-        message = self._scrub(_status_message(error))
-        if error.status in (0, None) or error.status >= 500:
+    def _refused(self, error: ApiException, verb: str, kind: str, namespace: str, name: str) -> Exception:
+        status = _status(error)
+        message = redact(str(status.get("message") or error.reason or "").strip(), self.redact)
+        code, reason, where = (
+            error.status or 0,
+            str(status.get("reason") or error.reason or ""),
+            _where(namespace, name),
+        )
+        if code == 0 or code >= 500:
             return KubernetesUnreachable(
-                f"the Kubernetes API at {self.host} answered HTTP {error.status} to {verb} {kind} {where}: {message}"
+                f"the Kubernetes API at {self.host} answered HTTP {code} to {verb} {kind} {where}: {message}"
             )
-        if error.status == 401:
+        if code == 429:
+            return KubernetesUnreachable(
+                f"the Kubernetes API at {self.host} kept throttling {verb} {kind} {where} (HTTP 429, {THROTTLED_TRIES} tries)",
+                hint="the API server is overloaded: a later try will get through",
+            )
+        if code == 401:
             return KubernetesError(
-                f"the Kubernetes API at {self.host} rejected the credentials (HTTP 401): check the kubeconfig and context"
+                f"the Kubernetes API at {self.host} rejected the credentials (HTTP 401)",
+                hint="check the kubeconfig and context",
             )
-        if error.status == 403:
-            return KubernetesError(
-                f"not allowed to {verb} {kind} {where} (HTTP 403): {message}; grant the user or service account that permission (RBAC)"
-            )
-        return KubernetesError(
-            f"the Kubernetes API refused to {verb} {kind} {where} (HTTP {error.status} {error.reason}): {message}"
+        details = status.get("details") or {}
+        if code == 403:
+            causes = [str(cause.get("type") or cause.get("reason") or "") for cause in details.get("causes") or []]
+            return forbidden(verb, kind, namespace, name, message, causes)
+        return ApiRefused(
+            f"the Kubernetes API refused to {verb} {kind} {where} (HTTP {code} {reason}): {message}",
+            code=code,
+            reason=reason,
+            kind=str(details.get("kind") or ""),
         )
 
-    def _scrub(self, text: str) -> str:
-        return redact(text, self.redact)
+
+def forbidden(verb: str, kind: str, namespace: str, name: str, message: str, causes: Sequence[str]) -> ApiRefused:
+    """A 403, worded by its cause. The API server answers 403 for RBAC, but also for a full ResourceQuota
+    (``exceeded quota``: ``plugin/pkg/admission/resourcequota``), for a namespace being deleted (cause
+    ``NamespaceTerminating``: ``admission/plugin/namespace/lifecycle/admission.go``) and for a Role or RoleBinding
+    that grants more than the caller holds (``pkg/registry/rbac/validation/rule.go`` ConfirmNoEscalation)."""
+    where = _where(namespace, name)
+
+    def refused(cause: str, words: str, hint: str, transient: bool = False) -> ApiRefused:
+        label = {"rbac": "RBAC", "quota": "ResourceQuota", "terminating": "namespace terminating"}
+        label["escalation"] = "RBAC escalation"
+        text = f"{words} (HTTP 403, {label[cause]}): {message}"
+        error = ApiRefused(text, code=403, reason="Forbidden", cause=cause, hint=hint)
+        error.transient = transient
+        return error
+
+    if "NamespaceTerminating" in causes or "because it is being terminated" in message:
+        return refused(
+            "terminating",
+            f"cannot {verb} {kind} {where}: namespace {namespace} is being deleted",
+            f"wait until `kubectl get namespace {namespace}` finds nothing, then run again: it is created anew",
+            transient=True,
+        )
+    if "exceeded quota" in message or "failed quota" in message:
+        return refused(
+            "quota",
+            f"a ResourceQuota in namespace {namespace} refused to {verb} {kind} {where}",
+            f"see `kubectl -n {namespace} describe resourcequota`: raise the quota or free room",
+        )
+    if "attempting to grant RBAC permissions not currently held" in message:
+        return refused(
+            "escalation",
+            f"not allowed to {verb} {kind} {where}: it grants permissions runner-cache does not hold",
+            f"grant `escalate` and `bind` on roles, or those permissions ({RBAC_DOC})",
+        )
+    return refused("rbac", f"not allowed to {verb} {kind} {where}", f"grant it as {RBAC_DOC} shows")
 
 
 def _where(namespace: str, name: str) -> str:
     return f"{namespace}/{name}" if namespace else name
-
-
-def _status_message(error: ApiException) -> str:
-    """The ``message`` of the API's Status answer; never the whole body."""
-    try:
-        return str(json.loads(error.body).get("message", "")).strip() or str(error.reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(error.reason)
 
 
 @contextmanager
@@ -161,17 +267,34 @@ def connect(cluster: Cluster, redact: Sequence[str] = ()) -> Iterator[Kube]:
         api.close()
 
 
-def ensure_namespace(kube: Kube, namespace: str) -> bool:
-    """Create ``namespace`` when missing; True when created."""
-    if kube.get("Namespace", "", namespace) is not None:
-        return False
+def create_namespace(kube: Kube, namespace: str) -> None:
+    """Create ``namespace``, which a write just found missing. That needs cluster-wide ``create namespaces``:
+    without it, say what to do. One that someone else created meanwhile (409) is fine."""
     run_logger(__name__).info("creating namespace %s: it does not exist yet", namespace)
-    kube.create(
-        "Namespace",
-        "",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": MANAGED_BY}},
-    )
-    return True
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": MANAGED_BY}}
+    try:
+        kube.create("Namespace", "", body)
+    except ApiRefused as error:
+        if error.code == 409:
+            return
+        if error.cause == "rbac":
+            raise KubernetesError(
+                f"namespace {namespace} does not exist, and runner-cache may not create it (HTTP 403)",
+                hint=f"create it (`kubectl create namespace {namespace}`), or grant the 'namespaces' ClusterRole of {RBAC_DOC}",
+            ) from None
+        raise
+
+
+def create_in_namespace(kube: Kube, kind: str, namespace: str, body: dict) -> dict:
+    """Create ``body``; when the API answers that its namespace is missing (404 ``namespaces "X" not found``, from
+    the namespace lifecycle admission), create the namespace and try once more."""
+    try:
+        return kube.create(kind, namespace, body)
+    except ApiRefused as error:
+        if error.code != 404 or error.kind != "namespaces":
+            raise
+    create_namespace(kube, namespace)
+    return kube.create(kind, namespace, body)
 
 
 def manifest_drift(wanted: Any, live: Any, path: str = "") -> list[str]:
@@ -208,51 +331,175 @@ def manifest_drift(wanted: Any, live: Any, path: str = "") -> list[str]:
     return [] if wanted == live else [path]
 
 
+# --- Secrets we keep: compared key by key, never someone else's --------------------------------------------------
+
+
+def foreign_owner(secret: dict) -> str | None:
+    """Who else manages ``secret`` (a controller that would put its own values back after our write), or None.
+
+    An owner reference (External Secrets, SealedSecrets…) or a ``managed-by`` label other than ours (a Helm
+    release…). A Secret made by hand (``kubectl create secret``: the by-hand procedure) has neither: ours to update.
+    """
+    meta = secret.get("metadata") or {}
+    for owner in meta.get("ownerReferences") or []:
+        return f"{owner.get('kind', 'an owner')} {owner.get('name', '')}".strip()
+    manager = (meta.get("labels") or {}).get("app.kubernetes.io/managed-by")
+    if manager and manager != MANAGED_BY["app.kubernetes.io/managed-by"]:
+        release = (meta.get("annotations") or {}).get("meta.helm.sh/release-name")
+        return f"{manager} release {release}" if release else manager
+    return None
+
+
+def credentials_version(secret: dict | None) -> str:
+    """The version the pods' restart annotation carries: the Secret's uid and how often runner-cache wrote its data.
+    It changes when new credentials are written or the Secret is made anew, and on nothing else."""
+    if not secret:
+        return ""
+    meta = secret.get("metadata") or {}
+    return f"{str(meta.get('uid', ''))[:8]}.{(meta.get('annotations') or {}).get(GENERATION_ANNOTATION, '0')}"
+
+
+@dataclass(frozen=True)
+class SecretOutcome:
+    """What :func:`converge_secret` found (``unchanged``, ``create``, ``update``: planned) or did (``created``,
+    ``updated``, ``replaced``), the keys concerned, and the live Secret afterwards."""
+
+    live: dict | None
+    action: str
+    keys: list[str]
+
+
+def _holds(data: dict, key: str, value: str) -> bool:
+    try:
+        return base64.b64decode(data.get(key) or "", validate=True) == value.encode()
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _secret_body(name: str, labels: dict[str, str], data: dict[str, str], kind: str = "Opaque") -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": labels, "annotations": {GENERATION_ANNOTATION: "1"}},
+        "type": kind,
+        "data": data,
+    }
+
+
+def converge_secret(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    wanted: dict[str, str],
+    labels: dict[str, str],
+    *,
+    adopt: bool = False,
+    apply: bool = True,
+) -> SecretOutcome:
+    """Make Secret ``namespace/name`` hold ``wanted`` (key -> plain value), compared key by key; other keys stay.
+
+    A Secret another controller owns (:func:`foreign_owner`) or an ``immutable`` one (the API answers 422 "field is
+    immutable when `immutable` is set" to any data change) is refused unless ``adopt``: then its owner reference is
+    dropped, and an immutable one is deleted (precondition: the version we read) and made anew. A create that meets
+    409 AlreadyExists, or a write that meets 409 Conflict or 404, re-reads and decides again.
+    """
+    where = f"Secret {namespace}/{name}"
+    for _ in range(3):
+        live = kube.get("Secret", namespace, name)
+        if live is None:
+            if not apply:
+                return SecretOutcome(None, "create", list(wanted))
+            body = _secret_body(name, labels, {key: encode(value) for key, value in wanted.items()})
+            try:
+                return SecretOutcome(create_in_namespace(kube, "Secret", namespace, body), "created", list(wanted))
+            except ApiRefused as error:
+                if error.code != 409:
+                    raise
+                run_logger(__name__).info("%s was created by someone else meanwhile: reading it again", where)
+                continue
+        data = live.get("data") or {}  # a Secret without data has no `data` field at all
+        drift = [key for key, value in wanted.items() if not _holds(data, key, value)]
+        if not drift:
+            return SecretOutcome(live, "unchanged", [])
+        owner, immutable = foreign_owner(live), bool(live.get("immutable"))
+        if (owner or immutable) and not adopt:
+            why = f"belongs to {owner}, which would put its own values back" if owner else "is immutable"
+            raise KubernetesError(
+                f"{where} {why}: runner-cache will not overwrite its {' and '.join(drift)}",
+                hint="change the credentials where that Secret comes from, name another Secret "
+                "(RUNNER_CACHE_RELEASE__SECRET_NAME), or let runner-cache take it over "
+                "(RUNNER_CACHE_RELEASE__ADOPT_SECRET=true)",
+            )
+        if not apply:
+            return SecretOutcome(live, "update", drift)
+        try:
+            return _write_secret(kube, live, wanted, drift, labels, owner is not None, immutable)
+        except ApiRefused as error:
+            if error.code not in (404, 409):
+                raise
+            run_logger(__name__).info(
+                "%s changed while runner-cache wrote it (HTTP %d): reading it again", where, error.code
+            )
+    raise KubernetesError(
+        f"{where} kept changing while runner-cache wrote it", hint="something else writes it: stop that, then run again"
+    )
+
+
+def _write_secret(
+    kube: Kube,
+    live: dict,
+    wanted: dict[str, str],
+    drift: list[str],
+    labels: dict[str, str],
+    owned: bool,
+    immutable: bool,
+) -> SecretOutcome:
+    meta = live["metadata"]
+    namespace, name, version = meta["namespace"], meta["name"], meta["resourceVersion"]
+    changed = {key: encode(wanted[key]) for key in drift}
+    if immutable:  # adopted: an immutable Secret can only be replaced
+        kube.delete("Secret", namespace, name, version)
+        body = _secret_body(name, labels, {**(live.get("data") or {}), **changed}, live.get("type", "Opaque"))
+        return SecretOutcome(kube.create("Secret", namespace, body), "replaced", drift)
+    generation = int((meta.get("annotations") or {}).get(GENERATION_ANNOTATION, "0") or 0) + 1
+    metadata: dict[str, Any] = {
+        "resourceVersion": version,  # the API refuses the patch (409) if someone wrote the Secret since we read it
+        "labels": labels,
+        "annotations": {GENERATION_ANNOTATION: str(generation)},
+    }
+    if owned:
+        metadata["ownerReferences"] = None  # adopted: its former owner no longer manages (or deletes) it
+    patched = kube.patch("Secret", namespace, name, {"metadata": metadata, "data": changed})
+    return SecretOutcome(patched, "updated", drift)
+
+
 def ensure_cache_secret(release: ReleaseSettings, store: StoreSettings, *, apply: bool = True) -> StepResult:
-    """The Secret the runner's chart names in ``runners.cache.secretName``, holding the store's credentials
-    as ``accesskey``/``secretkey``: created when missing, updated only when a value differs.
+    """The Secret the runner's chart names in ``runners.cache.secretName``, holding the store's credentials as
+    ``accesskey``/``secretkey``: created when missing, updated only where a key differs (other keys stay).
 
     The values go to the API only; the result, the logs and any error name the keys, never their values.
-    ``apply=False`` reads only and reports what it would do.
+    ``apply=False`` reads only and reports what it would do. ``data.credentials_version`` goes into the runner's
+    pod annotation, so that new credentials — and nothing else — restart the runner (it reads them at start).
     """
     access, secret = store.credentials()
     wanted = {"accesskey": access.get_secret_value(), "secretkey": secret.get_secret_value()}
     namespace, name = release.namespace, release.secret_name
     where = f"Secret {namespace}/{name}"
     with timed() as timer, connect(release, redact=list(wanted.values())) as kube:
-        live = kube.get("Secret", namespace, name)
-        data = {key: encode(value) for key, value in wanted.items()}
-        drift = (
-            list(SECRET_DATA_KEYS)
-            if live is None
-            else [path.removeprefix("data.") for path in manifest_drift({"data": data}, live)]
-        )
-        if not drift:
-            status, detail = "unchanged", f"{where} already holds the store's accesskey and secretkey"
-        elif not apply:
-            verb = "create" if live is None else f"update {' and '.join(drift)} in"
-            status, detail = "planned", f"would {verb} {where}"
-        elif live is None:
-            ensure_namespace(kube, namespace)
-            run_logger(__name__).info("creating %s with the store's accesskey and secretkey", where)
-            live = kube.create(
-                "Secret",
-                namespace,
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": name, "labels": MANAGED_BY},
-                    "type": "Opaque",
-                    "data": data,
-                },
-            )
-            status, detail = "changed", f"created {where} with the store's accesskey and secretkey"
-        else:
-            words = f"{' and '.join(drift)} in {where}: {'it differed' if len(drift) == 1 else 'they differed'} from the store's credentials"
-            run_logger(__name__).info("updating %s", words)
-            live = kube.patch("Secret", namespace, name, {"data": {key: data[key] for key in drift}})
-            status, detail = "changed", f"updated {words}"
+        outcome = converge_secret(kube, namespace, name, wanted, MANAGED_BY, adopt=release.adopt_secret, apply=apply)
         writes = list(kube.writes)
+    keys = " and ".join(outcome.keys)
+    differed = "it differed" if len(outcome.keys) == 1 else "they differed"
+    status, detail = {
+        "unchanged": ("unchanged", f"{where} already holds the store's accesskey and secretkey"),
+        "create": ("planned", f"would create {where}"),
+        "update": ("planned", f"would update {keys} in {where}"),
+        "created": ("changed", f"created {where} with the store's accesskey and secretkey"),
+        "updated": ("changed", f"updated {keys} in {where}: {differed} from the store's credentials"),
+        "replaced": ("changed", f"replaced the immutable {where} to update its {keys} (adopted)"),
+    }[outcome.action]
+    if status == "changed":
+        run_logger(__name__).info("%s", detail)
     return StepResult(
         step="secret",
         status=status,
@@ -261,10 +508,9 @@ def ensure_cache_secret(release: ReleaseSettings, store: StoreSettings, *, apply
         data={
             "namespace": namespace,
             "secret": name,
-            "changed_keys": drift if status != "unchanged" else [],
+            "changed_keys": outcome.keys,
             "writes": writes,
-            # changes whenever the Secret's data changes: put into the runner's pod template, it restarts the pods
-            "resource_version": (live or {}).get("metadata", {}).get("resourceVersion"),
+            "credentials_version": credentials_version(outcome.live),
         },
     )
 
@@ -273,16 +519,27 @@ def rollout_state(deployment: dict) -> tuple[bool, str]:
     """``(done, words)`` for a Deployment, by the rules of ``kubectl rollout status``.
 
     Raises:
-        RolloutFailed: the controller reports ``ProgressDeadlineExceeded``.
+        RolloutFailed: the controller gave up (``ProgressDeadlineExceeded``) or cannot create the pods at all:
+            ``ReplicaFailure``, copied from the new ReplicaSet by ``pkg/controller/deployment/progress.go`` (a Pod
+            Security Standard, a ResourceQuota, a missing service account…). Waiting longer would not help.
     """
     meta, spec, status = deployment["metadata"], deployment.get("spec", {}), deployment.get("status") or {}
-    name = f"{meta.get('namespace')}/{meta['name']}"
+    namespace, name = meta.get("namespace"), meta["name"]
     if status.get("observedGeneration", 0) < meta.get("generation", 0):
         return False, "the controller has not yet seen the latest change"
     for condition in status.get("conditions") or []:
+        message = condition.get("message", "")
         if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            raise RolloutFailed(f"deployment {namespace}/{name} exceeded its progress deadline: {message}".rstrip(": "))
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            hint = f"see `kubectl -n {namespace} get events`"
+            if "PodSecurity" in message:
+                hint = f"namespace {namespace} enforces a Pod Security Standard the pod does not meet; {hint}"
+            elif "quota" in message:
+                hint = f"a ResourceQuota in namespace {namespace} is full or needs requests and limits; {hint}"
+            reason = condition.get("reason") or "ReplicaFailure"
             raise RolloutFailed(
-                f"deployment {name} exceeded its progress deadline: {condition.get('message', '')}".rstrip(": ")
+                f"deployment {namespace}/{name} cannot create its pods ({reason}): {message}", hint=hint
             )
     wanted = spec.get("replicas", 1)
     updated, total, available = (status.get(key) or 0 for key in ("updatedReplicas", "replicas", "availableReplicas"))
@@ -303,7 +560,7 @@ def wait_for_rollout(
 
     Raises:
         RolloutTimeout: not done within ``timeout`` seconds; says how far it got.
-        RolloutFailed: the controller gave up (progress deadline exceeded).
+        RolloutFailed: the controller gave up, or cannot create the pods (see :func:`rollout_state`).
         KubernetesError: the Deployment does not exist.
     """
     where = f"{namespace}/{deployment}"

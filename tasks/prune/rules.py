@@ -18,7 +18,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,6 +38,8 @@ _REF_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 DEFAULT_CACHE_KEY = "default"
 # ``cache:key:files`` keys end in the SHA-1 of the files (after an optional prefix): not a branch either.
 _FILES_KEY = re.compile(r"(?:^|-)[0-9a-f]{40}$")
+# What ``git check-ref-format`` refuses in a branch or tag name (``CI_COMMIT_REF_NAME``, which may hold '/').
+_NOT_A_REF_NAME = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)|^[./]|[./]$|^@$")
 
 
 def parse_size(text: str) -> int:
@@ -125,6 +127,27 @@ def ref_slug(ref: str) -> str:
     return re.sub(r"[^a-z0-9]", "-", ref.lower())[:63].strip("-")
 
 
+@dataclass(frozen=True)
+class LiveRefs:
+    """A project's live branches and tags: their names (``CI_COMMIT_REF_NAME``) and slugs (``CI_COMMIT_REF_SLUG``)."""
+
+    names: frozenset[str]
+    slugs: frozenset[str]
+
+    @classmethod
+    def of(cls, names: Iterable[str]) -> LiveRefs:
+        names = frozenset(names)
+        return cls(names, frozenset(ref_slug(name) for name in names))
+
+    def __contains__(self, text: object) -> bool:
+        return text in self.names or text in self.slugs
+
+
+def could_be_ref_name(text: str) -> bool:
+    """Whether git accepts ``text`` as a branch or tag name (``git check-ref-format``), e.g. ``feature/login``."""
+    return not _NOT_A_REF_NAME.search(text)
+
+
 def kept_by(globs: list[str], obj: CacheObject, name: str) -> str | None:
     """The first ``--keep`` glob matching the cache key or the full object name."""
     return next((glob for glob in globs if fnmatch.fnmatchcase(obj.key, glob) or fnmatch.fnmatchcase(name, glob)), None)
@@ -135,12 +158,15 @@ def age_reason(item: Listed, now: datetime, max_age_days: float) -> str:
     return f"max-age: last written {age:.1f} days ago (limit {max_age_days:g})"
 
 
-def deleted_ref_reason(obj: CacheObject, slugs: frozenset[str]) -> str | None:
+def deleted_ref_reason(obj: CacheObject, refs: LiveRefs) -> str | None:
     """Why ``obj`` belongs to a deleted branch, or None when any reading of its key is a live branch or tag.
 
-    Conservative by construction: the key, the key without its protection suffix, and the base without index
-    and suffix are all compared, so ``release-1-protected`` survives while a branch ``release-1`` exists. Hashed
-    keys, ``cache:key:files`` keys, GitLab's ``default`` key and keys that cannot be a ref slug are never judged.
+    Conservative by construction: the key, the key without its protection suffix and the base without index and
+    suffix are compared with the live refs' names and slugs, and so is every part of each before or after a '/'
+    (``build/main`` is also read as ``main``: the runner's own ``<job>/<ref>`` default; ``main/linux`` as ``main``:
+    ``key: $CI_COMMIT_REF_NAME/$OS``); ``release-1-protected`` survives while a branch ``release-1`` exists. A key without '/' is judged only when it could be a slug (``$CI_COMMIT_REF_SLUG``),
+    a key with '/' only when it could be a ref name (``$CI_COMMIT_REF_NAME`` on ``feature/login``). Hashed keys,
+    ``cache:key:files`` keys and GitLab's ``default`` key are never judged.
     """
     if obj.hashed:
         return None
@@ -148,14 +174,20 @@ def deleted_ref_reason(obj: CacheObject, slugs: frozenset[str]) -> str | None:
     readings = {obj.key, parts.base}
     if parts.protection is not None:
         readings.add(obj.key.removesuffix(f"-{parts.protection}"))
-    if (
-        readings & slugs
-        or parts.base == DEFAULT_CACHE_KEY
-        or _FILES_KEY.search(parts.base)
-        or not _REF_SLUG.match(parts.base)
-    ):
+    for reading in list(readings):
+        segments = reading.split("/")
+        readings.update("/".join(segments[cut:]) for cut in range(1, len(segments)))
+        readings.update("/".join(segments[:cut]) for cut in range(1, len(segments)))
+    base = parts.base
+    if any(reading in refs for reading in readings) or base == DEFAULT_CACHE_KEY or _FILES_KEY.search(base):
         return None
-    return f"deleted-refs: no branch or tag of project {obj.project_id} has the slug {parts.base!r}"
+    if "/" in base:
+        if could_be_ref_name(base):
+            return f"deleted-refs: no branch or tag of project {obj.project_id} has the name {base!r}"
+        return None
+    if _REF_SLUG.match(base):
+        return f"deleted-refs: no branch or tag of project {obj.project_id} has the slug {base!r}"
+    return None
 
 
 GroupKey = tuple[str | None, int, str, str | None]
@@ -306,14 +338,14 @@ class SizeCutoff:
 class Decider:
     """Applies the rules in a fixed order: ``--keep`` protects, then max-age, superseded, deleted-refs, size.
 
-    ``ref_slugs`` returns the slugs of a project's live branches and tags, or None when they are unknown
+    ``live_refs`` returns a project's live branches and tags (names and slugs), or None when they are unknown
     (the project's caches are then kept).
     """
 
     options: PruneOptions
     now: datetime
     superseded: SupersededIndex | None = None
-    ref_slugs: Callable[[int], frozenset[str] | None] | None = None
+    live_refs: Callable[[int], LiveRefs | None] | None = None
 
     def __post_init__(self) -> None:
         days = self.options.max_age_days
@@ -327,8 +359,8 @@ class Decider:
             return age_reason(item, self.now, self.options.max_age_days), None
         if self.superseded is not None and (reason := self.superseded.reason(obj)):
             return reason, None
-        if self.ref_slugs is not None:
-            slugs = self.ref_slugs(obj.project_id)
-            if slugs is not None and (reason := deleted_ref_reason(obj, slugs)):
+        if self.live_refs is not None:
+            refs = self.live_refs(obj.project_id)
+            if refs is not None and (reason := deleted_ref_reason(obj, refs)):
                 return reason, None
         return None, None

@@ -11,6 +11,9 @@ from __future__ import annotations
 import bisect
 import gc
 import json
+import logging
+import signal
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -22,32 +25,43 @@ from typing import IO, Any
 
 import gitlab
 import requests
+import urllib3
 from minio import Minio
 from minio.deleteobjects import DeleteObject
-from minio.error import S3Error
+from minio.error import S3Error, ServerError
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from pydantic import BaseModel, Field
 
 from runner_cache.blocks.cache import CacheSettings
 from runner_cache.blocks.gitlab import GitLabSettings
 from runner_cache.blocks.store import StoreSettings
-from runner_cache.errors import ConfigError, GitLabError, GitLabUnreachable
+from runner_cache.errors import (
+    ConfigError,
+    GitLabError,
+    GitLabUnreachable,
+    StoreAuthError,
+    StoreError,
+    StoreUnreachable,
+    innermost_cause,
+)
 from runner_cache.tasks.gitlab.client import gitlab_client
-from runner_cache.tasks.keys.layout import CacheObject, parse_object_name
+from runner_cache.tasks.keys.layout import CacheObject, name_prefixes, parse_object_name
 from runner_cache.tasks.logs import run_logger
 from runner_cache.tasks.policy import external_task
+from runner_cache.tasks.prune.listing import list_objects
 from runner_cache.tasks.prune.rules import (
     Decider,
     Listed,
+    LiveRefs,
     PruneOptions,
     SizeCutoff,
     SupersededIndex,
-    ref_slug,
     sort_key,
 )
 
 ROW_LIMIT = 500  # rows kept for the table artifact and the flow result; the full list goes to the deletions file
 ERROR_LIMIT = 200
+PROBLEM_LIMIT = 20  # distinct problem lines kept for stderr and the summary
 PROGRESS_INTERVAL = 5.0  # seconds between progress artifact updates (each is an API call)
 
 
@@ -76,8 +90,11 @@ class PruneReport(BaseModel):
     prefix: str
     listed: int = 0
     cache_objects: int = 0
-    deleted_count: int = 0
+    deleted_count: int = Field(0, description="Objects the store confirmed deleted (in a dry run: would delete).")
     bytes_freed: int = 0
+    in_doubt_count: int = Field(
+        0, description="Objects sent in a DeleteObjects whose answer was lost: maybe deleted, maybe not."
+    )
     kept_count: int = 0
     skipped_non_cache: int = 0
     errors_count: int = 0
@@ -89,11 +106,17 @@ class PruneReport(BaseModel):
     rows: list[DeletionRow] = Field(default_factory=list)
     errors: list[PruneError] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    problems: list[str] = Field(
+        default_factory=list, description="One readable line per distinct problem, naming the system (for stderr)."
+    )
+    interrupted: str | None = Field(None, description="The signal that stopped the walk (SIGTERM, SIGINT), if any.")
+    complete: bool = Field(True, description="False when the walk stopped early: a re-run finishes the job.")
 
 
 def walk_root(cache: CacheSettings) -> str:
-    """Everything under the configured Path (the whole bucket when it is empty), both layouts included."""
-    return f"{cache.path}/" if cache.path else ""
+    """Everything under the configured Path as the runner's path.Join cleans it (the whole bucket when it is
+    empty), both layouts included; a leading '/' is dropped as the default s3v2 adapter drops it."""
+    return name_prefixes(cache.path)[-1]
 
 
 def section_starts(client: Minio, bucket: str, root: str) -> list[str]:
@@ -110,14 +133,16 @@ def section_starts(client: Minio, bucket: str, root: str) -> list[str]:
 
 
 def listing(client: Minio, bucket: str, root: str) -> Iterator[Listed]:
-    """Every object under ``root``, streamed in the store's pages."""
-    for entry in client.list_objects(bucket, prefix=root or None, recursive=True):
-        if not entry.is_dir:
-            yield Listed(entry.object_name, entry.size or 0, entry.last_modified)
+    """Every object under ``root`` once, from concurrent ListObjectsV2 streams (tasks/prune/listing.py).
+
+    Two streams: the client's pool has ``concurrency + 2`` connections, ``concurrency`` of them for deletions.
+    """
+    return list_objects(client, bucket, root, workers=2)
 
 
 class GitLabRefs:
-    """The slugs of each project's live branches and tags, fetched once per project through python-gitlab."""
+    """The names (and so the slugs) of each project's live branches and tags, fetched once per project through
+    python-gitlab."""
 
     def __init__(self, settings: GitLabSettings) -> None:
         if not (settings.url and settings.token):
@@ -125,7 +150,7 @@ class GitLabRefs:
                 "--deleted-refs needs GitLab: set RUNNER_CACHE_GITLAB__URL and RUNNER_CACHE_GITLAB__TOKEN"
             )
         self._gitlab = gitlab_client(settings)
-        self._slugs: dict[int, frozenset[str] | None] = {}
+        self._refs: dict[int, LiveRefs | None] = {}
         self.notes: list[str] = []
         self.errors: list[PruneError] = []
         try:  # fail before anything is deleted when the token is wrong
@@ -145,12 +170,12 @@ class GitLabRefs:
                 hint="check RUNNER_CACHE_GITLAB__URL and that GitLab is up",
             ) from None
 
-    def __call__(self, project_id: int) -> frozenset[str] | None:
-        if project_id not in self._slugs:
-            self._slugs[project_id] = self._fetch(project_id)
-        return self._slugs[project_id]
+    def __call__(self, project_id: int) -> LiveRefs | None:
+        if project_id not in self._refs:
+            self._refs[project_id] = self._fetch(project_id)
+        return self._refs[project_id]
 
-    def _fetch(self, project_id: int) -> frozenset[str] | None:
+    def _fetch(self, project_id: int) -> LiveRefs | None:
         project = self._gitlab.projects.get(project_id, lazy=True)
         kept = "its caches were kept by --deleted-refs"
         try:
@@ -187,22 +212,60 @@ class GitLabRefs:
                 PruneError(key=None, error=f"GitLab project {project_id} tags: {type(error).__name__}; {kept}")
             )
             return None
-        return frozenset(ref_slug(ref) for ref in refs)
+        return LiveRefs.of(refs)
 
 
 Doomed = tuple[Listed, CacheObject, str]
 
 
-def _delete_batch(client: Minio, bucket: str, batch: list[Doomed]) -> list[tuple[str, str]]:
-    """One DeleteObjects request; the (name, error) of each object that was not deleted."""
+# What the store's client raises when the store fails; each is translated at this boundary (store_failure).
+STORE_FAILURES = (S3Error, ServerError, urllib3.exceptions.HTTPError, OSError)
+
+
+def store_failure(error: BaseException, endpoint: str, doing: str) -> StoreError:
+    """A failure of the store's client as one of our errors: the store, what we were doing, what happened.
+
+    Never the request's URL: a listing's URL carries its continuation token, a presigned one its signature.
+    """
+    again = "check that the store is up, then run prune again: it deletes what is left"
+    if isinstance(error, S3Error):
+        if error.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return StoreAuthError(f"{endpoint} refused {doing}: {error.code}: {error.message}")
+        return StoreError(f"{endpoint} refused {doing}: {error.code}: {error.message}", hint=again)
+    if isinstance(error, ServerError):
+        return StoreUnreachable(f"{endpoint} answered HTTP {error.status_code} to {doing}", hint=again)
+    return StoreUnreachable(f"{endpoint} stopped answering {doing}: {innermost_cause(error)}", hint=again)
+
+
+def _never_sent(error: BaseException) -> bool:
+    """True when the request cannot have reached the store: no connection was ever made for it."""
+    reason = getattr(error, "reason", error)
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
+
+
+def _delete_batch(
+    client: Minio, bucket: str, endpoint: str, batch: list[Doomed]
+) -> tuple[list[tuple[str, str]], str | None]:
+    """One DeleteObjects request: the (name, error) of each object the store did not delete, and, when the
+    store's answer was lost (or was a 5xx, which may come after part of the work), why the whole batch is in doubt.
+    """
+    doing = "a DeleteObjects request"
+    doubt = f"{doing}, whose objects are now in doubt (maybe deleted, the answer was lost)"
     try:
         errors = client.remove_objects(bucket, [DeleteObject(item.name) for item, _, _ in batch])
-        return [(error.name, f"{error.code}: {error.message}") for error in errors]
+        return [
+            (error.name, str(StoreError(f"{endpoint} did not delete it: {error.code}: {error.message}")))
+            for error in errors
+        ], None
     except S3Error as error:
-        reason = f"the batch of {len(batch)} failed: {error.code}: {error.message}"
+        if error.response is not None and error.response.status >= 500:
+            return [], str(store_failure(error, endpoint, doubt))
+        reason = str(store_failure(error, endpoint, doing))  # the store answered: it deleted none of them
     except Exception as error:  # noqa: BLE001 - any failure of one batch is reported and the others go on
-        reason = f"the batch of {len(batch)} failed: {type(error).__name__}: {error}"
-    return [(item.name, reason) for item, _, _ in batch]
+        if not _never_sent(error):
+            return [], str(store_failure(error, endpoint, doubt))
+        reason = str(store_failure(error, endpoint, f"{doing} (not sent)"))
+    return [(item.name, reason) for item, _, _ in batch], None
 
 
 class Recorder:
@@ -210,8 +273,9 @@ class Recorder:
 
     def __init__(self, now: datetime, spool: IO[str] | None) -> None:
         self.now, self.spool = now, spool
-        self.deleted_count = self.bytes_freed = self.errors_count = 0
+        self.deleted_count = self.bytes_freed = self.errors_count = self.in_doubt_count = 0
         self.reasons: Counter[str] = Counter()
+        self.problems: Counter[str] = Counter()  # distinct problem line -> objects it concerns
         self.rows: list[DeletionRow] = []
         self.errors: list[PruneError] = []
 
@@ -236,8 +300,23 @@ class Recorder:
                 json.dumps({"kind": "deleted", "key": item.name, "reason": reason, "size": item.size}) + "\n"
             )
 
+    def in_doubt(self, item: Listed, reason: str, error: str) -> None:
+        """Sent for deletion, answer lost: neither deleted nor kept for sure; a re-run settles it."""
+        self.in_doubt_count += 1
+        self.problem(error)
+        if self.spool:
+            self.spool.write(
+                json.dumps({"kind": "in_doubt", "key": item.name, "reason": reason, "size": item.size, "error": error})
+                + "\n"
+            )
+
+    def problem(self, line: str) -> None:
+        if line in self.problems or len(self.problems) < PROBLEM_LIMIT:
+            self.problems[line] += 1
+
     def failed(self, name: str | None, error: str) -> None:
         self.errors_count += 1
+        self.problem(error)
         if len(self.errors) < ERROR_LIMIT:
             self.errors.append(PruneError(key=name, error=error))
         if self.spool:
@@ -250,19 +329,28 @@ class Recorder:
             self.errors_count,
         )
         report.by_reason, report.rows, report.errors = dict(self.reasons), self.rows, self.errors
+        report.in_doubt_count = self.in_doubt_count
+        report.problems = [line if count == 1 else f"{line} [{count} objects]" for line, count in self.problems.items()]
 
 
 class Deleter:
     """DeleteObjects batches of at most ``batch_size`` names on ``concurrency`` workers, at most 2× that in flight."""
 
     def __init__(
-        self, client: Minio, bucket: str, recorder: Recorder, batch_size: int, concurrency: int, stack: ExitStack
+        self,
+        client: Minio,
+        store: StoreSettings,
+        recorder: Recorder,
+        batch_size: int,
+        concurrency: int,
+        stack: ExitStack,
     ) -> None:
-        self.client, self.bucket, self.recorder, self.batch_size = client, bucket, recorder, batch_size
+        self.client, self.bucket, self.endpoint = client, store.bucket, store.endpoint
+        self.recorder, self.batch_size = recorder, batch_size
         self.pool = stack.enter_context(ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="prune-delete"))
         self.max_in_flight = 2 * concurrency
         self.batch: list[Doomed] = []
-        self.in_flight: deque[tuple[list[Doomed], Future[list[tuple[str, str]]]]] = deque()
+        self.in_flight: deque[tuple[list[Doomed], Future[tuple[list[tuple[str, str]], str | None]]]] = deque()
 
     def add(self, item: Listed, obj: CacheObject, reason: str) -> None:
         self.batch.append((item, obj, reason))
@@ -271,24 +359,32 @@ class Deleter:
 
     def _submit(self) -> None:
         if self.batch:
-            self.in_flight.append((self.batch, self.pool.submit(_delete_batch, self.client, self.bucket, self.batch)))
+            self.in_flight.append(
+                (self.batch, self.pool.submit(_delete_batch, self.client, self.bucket, self.endpoint, self.batch))
+            )
             self.batch = []
         while len(self.in_flight) >= self.max_in_flight:
             self._collect()
 
     def _collect(self) -> None:
         batch, future = self.in_flight.popleft()
-        failed = dict(future.result())
+        errors, doubt = future.result()
+        failed = dict(errors)
         for item, obj, reason in batch:
-            if item.name in failed:
+            if doubt is not None:
+                self.recorder.in_doubt(item, reason, doubt)
+            elif item.name in failed:
                 self.recorder.failed(item.name, failed.pop(item.name))
             else:
                 self.recorder.deleted(item, obj, reason)
         for name, error in failed.items():  # errors for names we did not send: still reported
             self.recorder.failed(name, error)
 
-    def finish(self) -> None:
-        self._submit()
+    def finish(self, *, send_rest: bool = True) -> None:
+        """Wait for every batch in flight; ``send_rest=False`` (the walk was stopped) drops the unsent one."""
+        if send_rest:
+            self._submit()
+        self.batch = []
         while self.in_flight:
             self._collect()
 
@@ -392,6 +488,59 @@ def _plan(
     return sizes
 
 
+class _Stop:
+    """Set by SIGTERM/SIGINT during the walk: the listing stops, the batches in flight finish, the report is written."""
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():  # Python only lets the main thread set handlers
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signal = signal.Signals(signum)
+        self.restore()  # a second signal acts as it would without us
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
+        self._previous = {}
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[_Stop]:
+    stop = _Stop()
+    stop.install()
+    try:
+        yield stop
+    finally:
+        stop.restore()
+
+
+def _until_failure(items: Iterator[Listed], failures: list[BaseException]) -> Iterator[Listed]:
+    """The listing until the store fails; the failure is kept for the report instead of ending the run."""
+    try:
+        yield from items
+    except STORE_FAILURES as error:
+        failures.append(error)
+
+
+@contextmanager
+def _client_retries_quiet() -> Iterator[None]:
+    """Keep urllib3's per-retry warnings off the console during a prune: each carries the request's URL (a
+    listing's continuation token), and the report already says, once and in words, what failed."""
+    logger = logging.getLogger("urllib3.connectionpool")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 @contextmanager
 def _heap_frozen() -> Iterator[None]:
     """Keep what was alive before the walk (Prefect's large heap) out of garbage collection while it runs.
@@ -407,6 +556,7 @@ def _heap_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
+@_client_retries_quiet()
 def prune_cache(
     store: StoreSettings,
     cache: CacheSettings,
@@ -420,6 +570,14 @@ def prune_cache(
 
     Not retried as a whole: a retry would re-walk and report only what was left; each request is retried by
     the client instead, and a failed batch is reported while the others go on.
+
+    The report never claims more than the store confirmed: a deletion counts once its DeleteObjects answer says
+    so; a batch whose answer was lost is *in doubt*. When the store fails during the walk, or SIGTERM/SIGINT
+    arrives, the listing stops, the batches in flight finish, and the report says so (``complete`` False);
+    a re-run deletes what is left.
+
+    Raises:
+        StoreError: the store failed before anything was deleted (the first listings).
     """
     if not 1 <= batch_size <= 1000:
         raise ValueError("batch_size must be between 1 and 1000 (the DeleteObjects limit)")
@@ -432,15 +590,27 @@ def prune_cache(
     client = store.client(pool_size=concurrency + 2)
     refs = GitLabRefs(gitlab_settings) if options.deleted_refs else None
     decider = Decider(options, now, SupersededIndex() if options.superseded else None, refs)
-    progress = Progress(section_starts(client, store.bucket, root))
+    doing = f"the listing of bucket {store.bucket}"
+    try:
+        starts = section_starts(client, store.bucket, root)
+    except STORE_FAILURES as error:
+        raise store_failure(error, store.endpoint, doing) from error
+    progress = Progress(starts)
     with ExitStack() as stack:
         stack.enter_context(_heap_frozen())
-        sizes = _plan(client, store.bucket, path, decider, options, report, progress)
+        stop = stack.enter_context(_stop_on_signals())
+        try:
+            sizes = _plan(client, store.bucket, path, decider, options, report, progress)
+        except STORE_FAILURES as error:
+            raise store_failure(error, store.endpoint, doing) from error
         spool = stack.enter_context(open(deletions_file, "w", encoding="utf-8")) if deletions_file else None
         recorder = Recorder(now, spool)
-        deleter = None if options.dry_run else Deleter(client, store.bucket, recorder, batch_size, concurrency, stack)
+        deleter = None if options.dry_run else Deleter(client, store, recorder, batch_size, concurrency, stack)
         listed = cache_objects = kept = beyond = 0
-        for item in listing(client, store.bucket, root):
+        failures: list[BaseException] = []
+        for item in _until_failure(listing(client, store.bucket, root), failures):
+            if stop.signal is not None:
+                break
             listed += 1
             progress.tick(listed, item.name, recorder, options.dry_run)
             obj = parse_object_name(item.name, path)
@@ -458,13 +628,22 @@ def prune_cache(
                 recorder.deleted(item, obj, reason)
             else:
                 deleter.add(item, obj, reason)
+        report.complete = not failures and stop.signal is None
         if deleter is not None:
-            deleter.finish()
+            deleter.finish(send_rest=report.complete)
+        if failures:
+            recorder.failed(None, str(store_failure(failures[0], store.endpoint, doing)))
         if refs is not None:
             report.notes += refs.notes
             for error in refs.errors:
                 recorder.failed(error.key, error.error)
         recorder.fill(report)
+        if stop.signal is not None:
+            report.interrupted = stop.signal.name
+            report.problems.append(
+                f"prune: stopped by {stop.signal.name} after {listed} objects: the batches in flight were finished "
+                "and are in the report; run prune again to finish"
+            )
         report.listed, report.cache_objects, report.skipped_non_cache = listed, cache_objects, listed - cache_objects
         report.kept_count, report.beyond_limit, report.limit_reached = kept + beyond, beyond, beyond > 0
         report.passes += 1
@@ -489,13 +668,13 @@ def prune_cache(
     )
     for note in report.notes:
         logger.info(note)
-    for error in report.errors[:20]:
-        logger.error("could not delete %s: %s", error.key or "(lookup)", error.error)
+    for problem in report.problems:  # one line per distinct problem; every object is in the deletions file
+        logger.error(problem)
     return report
 
 
 def read_deletions(path: Path) -> Iterator[dict[str, Any]]:
-    """The lines of a deletions file, one JSON object each (``kind`` is ``deleted`` or ``error``)."""
+    """The lines of a deletions file, one JSON object each (``kind`` is ``deleted``, ``in_doubt`` or ``error``)."""
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             yield json.loads(line)

@@ -14,14 +14,15 @@ from prefect.transactions import Transaction, TransactionState, transaction
 
 from runner_cache.blocks.release import ReleaseSettings
 from runner_cache.blocks.settings import RunnerCacheSections
-from runner_cache.errors import WorkFailed
+from runner_cache.errors import HelmError, RolloutFailed, RolloutTimeout, WorkFailed
 from runner_cache.tasks.chart.patch import ChartPlan, prepare_chart
-from runner_cache.tasks.chart.values import chart_default_values
+from runner_cache.tasks.chart.values import merge_values, under_key
 from runner_cache.tasks.kube.api import ensure_cache_secret, wait_for_rollout
 from runner_cache.tasks.logs import run_logger
 from runner_cache.tasks.policy import external_task
-from runner_cache.tasks.release.helm import rollback_release, upgrade_release
+from runner_cache.tasks.release.helm import deployed_release, rollback_release, upgrade_release
 from runner_cache.tasks.results import StepResult, timed
+from runner_cache.tasks.store.identity import runner_store
 
 
 class VerificationFailed(WorkFailed):
@@ -31,20 +32,14 @@ class VerificationFailed(WorkFailed):
 SECRET_VERSION_ANNOTATION = "runner-cache.io/cache-secret-version"
 
 
-def release_values(plan: ChartPlan, image_tag: str | None, secret_version: str | None) -> dict[str, Any]:
-    """Our values, plus the runner image tag in the shape the chart's ``image`` value has (map or string), plus
-    the credentials Secret's version as a pod annotation, so new credentials restart the runner pods (the runner
-    reads them only when it starts)."""
-    values = dict(plan.values)
-    if secret_version:
-        values["podAnnotations"] = {**values.get("podAnnotations", {}), SECRET_VERSION_ANNOTATION: secret_version}
-    if not image_tag:
-        return values
-    image = chart_default_values(plan.chart_dir).get("image")
-    if isinstance(image, str):
-        repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
-        return {**values, "image": f"{repository}:{image_tag}"}
-    return {**values, "image": {**(image or {}), **values.get("image", {}), "tag": image_tag}}
+def release_values(plan: ChartPlan, secret_version: str | None) -> dict[str, Any]:
+    """Our values (a rebuild's image tag is already in them, set where the chart keeps it), plus the credentials
+    Secret's version as a pod annotation, so new credentials restart the runner pods (the runner reads them only
+    when it starts). An umbrella chart takes the annotation under its dependency's key, like the rest of ours."""
+    if not secret_version:
+        return plan.values
+    annotation = {"podAnnotations": {SECRET_VERSION_ANNOTATION: secret_version}}
+    return merge_values(plan.values, under_key(annotation, plan.values_key))
 
 
 def _deployment(plan: ChartPlan) -> str | None:
@@ -54,30 +49,53 @@ def _deployment(plan: ChartPlan) -> str | None:
     return name if kind == "Deployment" else None
 
 
+def prepare_chart_for_release(
+    config: RunnerCacheSections, workdir: Path, chart_version: str | None = None, image_tag: str | None = None
+) -> ChartPlan:
+    """The chart and our values on top of what the deployed release runs (``helm get values`` of its deployed
+    revision): its own ``runners.config`` is the base of ours unless the values file has one, and the render
+    check — and the Deployment the rollout waits for — sees the values the upgrade really produces."""
+    deployed = deployed_release(config.release)
+    release_values = deployed.values if deployed else None
+    return prepare_chart(
+        config, version=chart_version, workdir=workdir, release_values=release_values, image_tag=image_tag
+    )
+
+
 def prepare_release(
-    config: RunnerCacheSections, workdir: Path, chart_version: str | None = None
+    config: RunnerCacheSections, workdir: Path, chart_version: str | None = None, image_tag: str | None = None
 ) -> tuple[ChartPlan, StepResult]:
     """Render, verify and (if needed) patch the chart; create or update the credentials Secret. Safe to retry."""
-    plan = prepare_chart(config, version=chart_version, workdir=workdir)
-    return plan, ensure_cache_secret(config.release, config.store)
+    plan = prepare_chart_for_release(config, workdir, chart_version, image_tag)
+    return plan, ensure_cache_secret(config.release, runner_store(config))
 
 
 def upgrade_and_roll_out(
-    config: RunnerCacheSections, plan: ChartPlan, secret: StepResult, image_tag: str | None = None
+    config: RunnerCacheSections,
+    plan: ChartPlan,
+    secret: StepResult,
+    *,
+    roll_back: bool = True,
 ) -> StepResult:
-    """``helm upgrade`` (skipped when nothing differs), then wait for the runner Deployment's rollout.
+    """``helm upgrade`` (skipped when nothing differs), then wait for the runner Deployment's rollout; when that
+    rollout fails or times out, roll back to the revision recorded before the upgrade (``roll_back``).
 
-    Not retried as a whole: a retry after a successful upgrade would find nothing to do and lose the
-    previous revision that a failed verification rolls back to. helm itself waits and rolls back its own failures.
+    helm's ``--wait`` does not cover this: helm 3 is satisfied once ``replicas - maxUnavailable`` new pods are
+    ready (``pkg/kube/ready.go@v3.16.4`` deploymentReady), before our wait (kubectl's rules) is, so its own
+    rollback never runs for such a failure. Not retried as a whole: a retry after a successful upgrade would find
+    nothing to do and lose the previous revision that a failed verification rolls back to.
     """
     release = config.release
     access, secret_key = config.store.credentials()
-    values = release_values(plan, image_tag, secret.data.get("resource_version"))
+    values = release_values(plan, secret.data.get("credentials_version"))
     with timed() as timer:
         upgrade = upgrade_release(release, plan.chart_dir, values, patched=plan.patched, secrets=[access, secret_key])
         deployment = _deployment(plan)
         if upgrade.status == "changed" and deployment:
-            rollout = wait_for_rollout(release, release.namespace, deployment, timeout=release.timeout_seconds)
+            try:
+                rollout = wait_for_rollout(release, release.namespace, deployment, timeout=release.timeout_seconds)
+            except (RolloutTimeout, RolloutFailed) as error:
+                raise _rolled_back_rollout(release, upgrade, error, roll_back=roll_back) from None
             upgrade.detail += f"; {rollout.detail}"
     parts = [secret.detail, upgrade.detail]
     if plan.patched:
@@ -101,13 +119,30 @@ def upgrade_and_roll_out(
     )
 
 
+def _rolled_back_rollout(
+    release: ReleaseSettings, upgrade: StepResult, error: RolloutTimeout | RolloutFailed, *, roll_back: bool
+) -> RolloutTimeout | RolloutFailed:
+    """The rollout's error, extended by what was done about it and which revision runs now."""
+    previous, new = upgrade.data.get("previous_revision"), upgrade.data.get("revision")
+    if not roll_back:
+        words = f"not rolled back (rollback_on_failure is off): revision {new} stays deployed"
+    elif previous is None:
+        words = f"nothing to roll back to (revision {new} is the first install): it stays deployed"
+    else:
+        try:
+            words = rollback_release(release, previous).detail
+        except HelmError as rollback_error:
+            words = f"the rollback to revision {previous} failed too: {rollback_error}"
+    return type(error)(f"{error.message}; {words}", hint=error.hint)
+
+
 def plan_release(config: RunnerCacheSections) -> StepResult:
     """What the release step would do: renders the chart and reads the cluster, changes nothing."""
     with tempfile.TemporaryDirectory(prefix="runner-cache-chart-") as workdir:
-        plan = prepare_chart(config, workdir=Path(workdir))
-        secret = ensure_cache_secret(config.release, config.store, apply=False)
+        plan = prepare_chart_for_release(config, Path(workdir))
+        secret = ensure_cache_secret(config.release, runner_store(config, planning=True), apply=False)
         access, secret_key = config.store.credentials()
-        values = release_values(plan, None, secret.data.get("resource_version"))
+        values = release_values(plan, secret.data.get("credentials_version"))
         upgrade = upgrade_release(
             config.release, plan.chart_dir, values, patched=plan.patched, secrets=[access, secret_key], apply=False
         )
@@ -157,8 +192,8 @@ def release_then_verify(
     scope = transaction() if rollback_on_failure else nullcontext()
     try:
         with scope as txn, tempfile.TemporaryDirectory(prefix="runner-cache-chart-") as workdir:
-            plan, secret = prepare_release_task(config, Path(workdir), chart_version)
-            release = upgrade_and_roll_out_task(config, plan, secret, image_tag)
+            plan, secret = prepare_release_task(config, Path(workdir), chart_version, image_tag)
+            release = upgrade_and_roll_out_task(config, plan, secret, roll_back=rollback_on_failure)
             steps.append(release)
             if txn is not None:
                 txn.set("release", config.release)
@@ -186,7 +221,7 @@ def release_then_verify(
                 StepResult(step="rollback", status="failed", detail="the rollback hook did not run: see the run's logs")
             )
         return failure
-    except Exception as error:  # the release step itself failed: helm already rolled back its own upgrade
+    except Exception as error:  # the release step itself failed; its error says what was rolled back and what runs
         steps.append(StepResult(step="release", status="failed", detail=f"{type(error).__name__}: {error}"))
         return error
     return None

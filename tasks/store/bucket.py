@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import urllib3
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
-from minio.error import S3Error
+from minio.error import S3Error, ServerError
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from runner_cache.blocks.cache import CacheSettings
 from runner_cache.blocks.store import StoreSettings
-from runner_cache.errors import BucketError
+from runner_cache.errors import BucketError, StoreUnreachable, innermost_cause
 from runner_cache.tasks.keys.layout import layout_prefix
 from runner_cache.tasks.policy import external_task
 from runner_cache.tasks.results import StepResult, timed
@@ -116,10 +117,16 @@ def ensure_bucket(store: StoreSettings, cache: CacheSettings, apply: bool = True
     """Make the bucket ready for the runner; with ``apply=False`` only report what would change."""
     with timed() as timer:
         client = store.client()
-        created = _ensure_exists(client, store, apply)
-        exists = created is None or apply
-        lifecycle = _ensure_lifecycle(client, store, cache, apply, exists)
-        warnings = _deletion_warnings(client, store.bucket) if exists else []
+        try:
+            created = _ensure_exists(client, store, apply)
+            exists = created is None or apply
+            lifecycle = _ensure_lifecycle(client, store, cache, apply, exists)
+            warnings = _deletion_warnings(client, store.bucket) if exists else []
+        except (ServerError, urllib3.exceptions.HTTPError, OSError) as error:  # in words, without the URL
+            raise StoreUnreachable(
+                f"{store.endpoint} did not answer the bucket step: {innermost_cause(error)}",
+                hint="check that the store is up; setup retries this step",
+            ) from error
     changes = [change for change in (created, lifecycle) if change]
     if changes:
         status = "changed" if apply else "planned"

@@ -15,10 +15,15 @@ PBKDF2 hash) and a hash of the whole definition. Same definition: nothing to do.
 new image is pulled first, then the container is stopped, removed and created again on the same volume,
 so the data is kept and the step names what drifted.
 
-Errors: an engine that cannot be reached, or answers the first request with a server error, raises
-:class:`DockerEngineUnreachable`; anything the engine refuses later raises :class:`DockerEngineError`.
-Both name the Docker Engine and the fix (start Docker, point ``RUNNER_CACHE_STORE__DOCKER__HOST`` at it, free a
-port); an unreachable engine is transient (the task retries it a few times), a refusal is not.
+The Engine API version is negotiated by default (``store.docker.api_version = "auto"``): the client asks the
+engine's ``/version`` and speaks that, so Debian 12's Docker 20.10 (API 1.41) and Docker 29 (1.44 and later) both
+work. A pinned version the engine does not speak fails with the engine's limit and the fix.
+
+Errors name the Docker Engine by address and say what to do. An engine that cannot be reached, answers a ping
+with a server error or stops answering raises :class:`DockerEngineUnreachable`; anything the engine refuses
+raises :class:`DockerEngineError`. Neither is retried: starting the engine or freeing a port is the user's fix.
+An error in the middle of a run also says what the run had already changed (the data volume is never touched),
+so an engine stopped mid-setup leaves a readable account, and a re-run after the fix finishes the job.
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ DATA_DIR = "/data"
 MINIO_PORT = "9000/tcp"
 STOP_SECONDS = 10
 _PBKDF2_ROUNDS = 100_000
+# How an engine refuses a pinned version it does not speak (as Docker 20.10.24 answers a client pinned to 1.44).
+_VERSION_REFUSED = re.compile(
+    r"client version (?P<asked>[0-9.]+) is too (?P<which>new|old)\. "
+    r"(?:Maximum|Minimum) supported API version is (?P<limit>[0-9.]+)"
+)
 _REGION = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]+$")  # MinIO refuses to start with any other region name
 # What each per-setting label means to a user, in the order a drift is reported.
 _DRIFT_NAMES = {
@@ -188,51 +198,67 @@ def _scrub(text: str, store: StoreSettings) -> str:
     return redact(text, store.credentials())
 
 
-def _api_error(error: APIError, store: StoreSettings, doing: str) -> ConfigError:
+def _api_error(error: APIError, store: StoreSettings, doing: str) -> DockerEngineError:
     explanation = _scrub(str(error.explanation or error), store)
-    if "client version" in explanation:
+    where = engine_address(store)
+    if version := _VERSION_REFUSED.search(explanation):
+        bound = "up to" if version["which"] == "new" else "from"
         return DockerEngineError(
-            f"{engine_address(store)} does not speak API version {store.docker.api_version} "
-            f"({explanation}): set RUNNER_CACHE_STORE__DOCKER__API_VERSION to one it supports, or to 'auto'"
+            f"Docker Engine at {where} speaks Engine API {bound} {version['limit']}, and "
+            f"RUNNER_CACHE_STORE__DOCKER__API_VERSION is {version['asked']}",
+            hint="set RUNNER_CACHE_STORE__DOCKER__API_VERSION=auto (the default) to speak the engine's version",
         )
-    return DockerEngineError(f"could not {doing}: {explanation}")
+    return DockerEngineError(f"Docker Engine at {where} could not {doing}: {explanation}")
+
+
+_START_HINT = (
+    "start Docker (or give this user access to its socket), or point RUNNER_CACHE_STORE__DOCKER__HOST "
+    "(or DOCKER_HOST) at a running engine"
+)
 
 
 @contextmanager
 def _engine(store: StoreSettings) -> Iterator[docker.DockerClient]:
     """A client whose engine has answered a ping; every failure leaves as one of this module's errors."""
     where = engine_address(store)
-    hint = (
-        "start Docker (or give this user access to its socket), or point RUNNER_CACHE_STORE__DOCKER__HOST "
-        "(or DOCKER_HOST) at a running engine"
-    )
     environment = {**os.environ, **({"DOCKER_HOST": store.docker.host} if store.docker.host else {})}
     try:
+        # version="auto" asks the engine's /version first; the SDK wraps a failed answer in a DockerException
         client = docker.DockerClient.from_env(
             version=store.docker.api_version, timeout=store.docker.timeout, environment=environment
         )
     except DockerException as error:
-        raise DockerEngineUnreachable(f"not reachable at {where} ({innermost_cause(error)}): {hint}") from None
+        raise _unanswered(error.__context__ if isinstance(error.__context__, APIError) else error, store) from None
     try:
         try:
             client.ping()
         except APIError as error:
-            if (error.status_code or 0) >= 500:
-                explanation = _scrub(str(error.explanation), store)
-                raise DockerEngineUnreachable(
-                    f"{where} answered HTTP {error.status_code} ({explanation}): {hint}"
-                ) from None
-            raise _api_error(error, store, "answer a ping") from None
+            raise _unanswered(error, store) from None
         yield client
     except Timeout:
         raise DockerEngineUnreachable(
-            f"{where} did not answer within {store.docker.timeout:g} s: check that it is healthy, "
-            "or raise RUNNER_CACHE_STORE__DOCKER__TIMEOUT"
+            f"Docker Engine at {where} did not answer within {store.docker.timeout:g} s",
+            hint="check that it is healthy, or raise RUNNER_CACHE_STORE__DOCKER__TIMEOUT",
         ) from None
     except (DockerException, RequestException) as error:  # the engine's refusals were already named by _refused
-        raise DockerEngineUnreachable(f"not reachable at {where} ({innermost_cause(error)}): {hint}") from None
+        raise _unanswered(error, store) from None
     finally:
         client.close()
+
+
+def _unanswered(error: BaseException, store: StoreSettings) -> DockerEngineError:
+    """The engine did not answer a version query or a ping: absent, broken (5xx), or refusing a pinned version."""
+    where = engine_address(store)
+    if not isinstance(error, APIError):
+        return DockerEngineUnreachable(
+            f"Docker Engine at {where} is not reachable ({innermost_cause(error)})", hint=_START_HINT
+        )
+    if (error.status_code or 0) >= 500:
+        explanation = _scrub(str(error.explanation), store)
+        return DockerEngineUnreachable(
+            f"Docker Engine at {where} answered HTTP {error.status_code} ({explanation})", hint=_START_HINT
+        )
+    return _api_error(error, store, "answer a ping")
 
 
 @contextmanager
@@ -259,8 +285,8 @@ def _find(client: docker.DockerClient, store: StoreSettings) -> Container | None
     container = _get(store, f"inspect container {name}", client.containers.get, name)
     if container is not None and container.labels.get(LABEL + "managed-by") != "runner-cache":
         raise DockerEngineError(
-            f"a container named {name} exists that runner-cache did not create; remove it or choose another "
-            "RUNNER_CACHE_STORE__DOCKER__CONTAINER_NAME"
+            f"Docker Engine at {engine_address(store)} has a container named {name} that runner-cache did not create",
+            hint="remove it, or choose another RUNNER_CACHE_STORE__DOCKER__CONTAINER_NAME",
         )
     return container
 
@@ -303,11 +329,13 @@ def _pull(client: docker.DockerClient, store: StoreSettings, image: str) -> None
             for raw in response.iter_lines():
                 line = json.loads(raw) if raw.strip() else {}
                 if "error" in line:
-                    raise DockerEngineError(f"could not pull {image}: {_scrub(str(line['error']), store)}")
+                    where, reason = engine_address(store), _scrub(str(line["error"]), store)
+                    raise DockerEngineError(f"Docker Engine at {where} could not pull {image}: {reason}")
     except Timeout:
         raise DockerEngineError(
-            f"no progress for {store.docker.timeout:g} s while pulling {image}: check that it "
-            "can reach the registry, or raise RUNNER_CACHE_STORE__DOCKER__TIMEOUT"
+            f"Docker Engine at {engine_address(store)} sent no progress for {store.docker.timeout:g} s "
+            f"while pulling {image}",
+            hint="check that it can reach the registry, or raise RUNNER_CACHE_STORE__DOCKER__TIMEOUT",
         ) from None
 
 
@@ -328,8 +356,36 @@ def _create(client: docker.DockerClient, store: StoreSettings, spec: MinioSpec) 
         container = client.containers.create(
             name=name, labels=spec.labels(), **spec.create_args(access.get_secret_value(), secret.get_secret_value())
         )
-    _start(container, store)
     return container
+
+
+def _create_and_start(client: docker.DockerClient, store: StoreSettings, spec: MinioSpec, done: list[str]) -> Container:
+    container = _create(client, store, spec)
+    done.append(f"created container {container.name}")
+    _start(container, store)
+    done.append(f"started container {container.name}")
+    return container
+
+
+def _not_ready(store: StoreSettings, error: StoreUnreachable) -> DockerEngineError | StoreUnreachable:
+    """Why a started store does not answer, in the engine's words: the engine went away, or the container is
+    gone, stopped or crash-looping (``restart=always`` restarts a server that exits, so it rarely looks stopped)."""
+    name = store.docker.container_name
+    logs = f"see `docker logs {name}` on the engine's host"
+    try:
+        with _engine(store) as client:
+            container = _find(client, store)
+    except DockerEngineError as engine_error:  # stopped while the store started: that is what to fix first
+        return engine_error
+    if container is None:
+        return StoreUnreachable(f"{error.message}: container {name} is gone", hint=logs)
+    restarts = container.attrs.get("RestartCount", 0)
+    if restarts or not _is_up(container):
+        how = f"keeps exiting (restarted {restarts} times)" if restarts else f"is {container.status}"
+        if container.status != "running":  # a running container's exit code was reset by its restart
+            how += f", last exit code {container.attrs['State'].get('ExitCode')}"
+        return StoreUnreachable(f"{error.message}: container {name} {how}", hint=logs)
+    return StoreUnreachable(error.message, hint=logs)
 
 
 def _start(container: Container, store: StoreSettings) -> None:
@@ -361,6 +417,22 @@ def ensure(store: StoreSettings, *, apply: bool = True) -> StepResult:
     _validate(store)
     if not apply:
         return _plan(store)
+    done: list[str] = []
+    try:
+        return _converge(store, done)
+    except (DockerEngineError, StoreUnreachable) as error:
+        if not done:
+            raise
+        raise type(error)(
+            f"{error.message}; this run had already {', '.join(done)}, and data in {_volume_words(store)} "
+            "is untouched: run it again once that is fixed",
+            hint=error.hint,
+            transient=error.transient,
+        ) from None
+
+
+def _converge(store: StoreSettings, done: list[str]) -> StepResult:
+    """:func:`ensure`'s work; each change the engine confirmed is appended to ``done`` as it happens."""
     log, name = run_logger(__name__), store.docker.container_name
     with timed() as timer:
         with _engine(store) as client:
@@ -370,11 +442,13 @@ def ensure(store: StoreSettings, *, apply: bool = True) -> StepResult:
             pulled = created_volume = False
             if container is None or drift:
                 pulled = _ensure_image(client, store)  # before any stop: a failed pull leaves the old store running
+                done += [f"pulled {spec.image}"] if pulled else []
                 created_volume = _ensure_volume(client, store)
+                done += [f"created volume {store.docker.volume}"] if created_volume else []
             status, data_words = "changed", f"data in {_volume_words(store)}"
             if container is None:
                 log.info("creating container %s from %s, publishing %s", name, spec.image, spec.published)
-                container = _create(client, store, spec)
+                container = _create_and_start(client, store, spec, done)
                 action = f"created and started container {name} publishing {spec.published}"
             elif drift:
                 moved = "data volume" in drift
@@ -386,30 +460,26 @@ def ensure(store: StoreSettings, *, apply: bool = True) -> StepResult:
                     data_words += " kept"
                 log.info("recreating container %s: its %s changed; %s", name, ", ".join(drift), data_words)
                 _stop_and_remove(container, store)
-                container = _create(client, store, spec)
+                done.append(f"stopped and removed container {name}")
+                container = _create_and_start(client, store, spec, done)
                 action = f"recreated container {name} because its {', '.join(drift)} changed"
             elif not _is_up(container):
                 log.info("starting container %s: it was %s", name, container.status)
                 _start(container, store)
+                done.append(f"started container {name}")
                 action, data_words = (
                     f"started the stopped container {name} (it was {container.status})",
                     data_words + " kept",
                 )
             else:
                 status, action = "unchanged", f"container {name} runs as configured"
-            extras = [
-                text
-                for done, text in (
-                    (pulled, f"pulled {spec.image}"),
-                    (created_volume, f"created volume {store.docker.volume}"),
-                )
-                if done
-            ]
+            changes = ((pulled, f"pulled {spec.image}"), (created_volume, f"created volume {store.docker.volume}"))
+            extras = [text for happened, text in changes if happened]
             container_id = container.id
         try:
             wait_until_ready(store)
         except StoreUnreachable as error:
-            raise StoreUnreachable(f"{error}; see `docker logs {name}` on the engine's host") from None
+            raise _not_ready(store, error) from None
     return StepResult(
         step="store",
         status=status,

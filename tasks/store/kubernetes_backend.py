@@ -11,8 +11,19 @@ grow), and ``Recreate`` stops the old pod before the new one mounts the ReadWrit
 
 Idempotent: each object is created when missing; otherwise only the fields we set are compared with the live
 object (defaults the API server filled in are ignored) and patched when one differs, and the step names the
-fields that drifted. The pod template carries the credentials Secret's ``resourceVersion``, so new
-credentials restart MinIO, which reads them at start.
+fields that drifted. The pod template carries the credentials Secret's version (its uid and how often we wrote its
+data: ``runner_cache.tasks.kube.api.credentials_version``), so new credentials restart MinIO, which reads them at
+start — and a label someone adds to the Secret does not.
+
+The pod meets the ``restricted`` Pod Security Standard (kubernetes.io/docs/concepts/security/pod-security-standards:
+non-root uid, no privilege escalation, all capabilities dropped, the RuntimeDefault seccomp profile; ``fsGroup`` makes
+the volume writable for that uid, and MinIO's certs directory is an emptyDir instead of ``$HOME/.minio``), asks for
+CPU and memory (a ResourceQuota that tracks them refuses pods without requests and limits), and its probes get 5 s
+(the 1 s default fails a busy MinIO). A pod the namespace still refuses shows as the Deployment's ``ReplicaFailure``
+condition, which the rollout wait reports at once instead of waiting out its timeout.
+
+RBAC: the ``store`` Role of docs/deployments.md (get, create, patch on the four kinds); the namespace is never read —
+when a create answers that it is missing, it is created (the optional ``namespaces`` ClusterRole).
 
 Endpoint: pods reach MinIO at ``http://<name>.<namespace>.svc.<cluster domain>:9000``, which is what the
 runner's ``ServerAddress`` must name. This flow reaches it at ``store.endpoint``: the same name when the flow
@@ -29,8 +40,9 @@ from runner_cache.tasks.kube.api import (
     MANAGED_BY,
     Kube,
     connect,
-    encode,
-    ensure_namespace,
+    converge_secret,
+    create_in_namespace,
+    credentials_version,
     manifest_drift,
     wait_for_rollout,
 )
@@ -39,6 +51,11 @@ from runner_cache.tasks.results import StepResult, timed
 
 PORT = 9000
 DATA_DIR = "/data"
+CERTS_DIR = "/tmp/certs"  # MinIO creates its certs directory at start; $HOME/.minio is not writable for a non-root uid
+MINIO_UID = 1000  # any non-root uid works: MinIO needs only its data directory (minio/minio#9398)
+# Requests and limits: a ResourceQuota that tracks cpu/memory refuses pods that do not state them.
+RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+PROBE_TIMEOUT = 5  # seconds; the API's default of 1 s fails a MinIO busy with uploads
 CREDENTIALS_ANNOTATION = "runner-cache.io/credentials-version"
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _FACTORS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
@@ -71,18 +88,10 @@ def _names(store: StoreSettings) -> tuple[str, str, str]:
     return name, f"{name}-credentials", f"{name}-data"
 
 
-def secret_manifest(store: StoreSettings) -> dict:
+def secret_values(store: StoreSettings) -> dict[str, str]:
+    """The credentials Secret's data, plain (``converge_secret`` encodes it)."""
     access, secret = store.credentials()
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": _names(store)[1], "labels": _labels(store)},
-        "type": "Opaque",
-        "data": {
-            "MINIO_ROOT_USER": encode(access.get_secret_value()),
-            "MINIO_ROOT_PASSWORD": encode(secret.get_secret_value()),
-        },
-    }
+    return {"MINIO_ROOT_USER": access.get_secret_value(), "MINIO_ROOT_PASSWORD": secret.get_secret_value()}
 
 
 def pvc_manifest(store: StoreSettings) -> dict:
@@ -106,7 +115,9 @@ def deployment_manifest(store: StoreSettings, credentials_version: str) -> dict:
     def from_secret(key: str) -> dict:
         return {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
-    probe = lambda path, **timing: {"httpGet": {"path": path, "port": PORT}, **timing}  # noqa: E731
+    def probe(path: str, **timing: int) -> dict:
+        return {"httpGet": {"path": path, "port": PORT}, "timeoutSeconds": PROBE_TIMEOUT, **timing}
+
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -118,11 +129,26 @@ def deployment_manifest(store: StoreSettings, credentials_version: str) -> dict:
             "template": {
                 "metadata": {"labels": _labels(store), "annotations": {CREDENTIALS_ANNOTATION: credentials_version}},
                 "spec": {
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": MINIO_UID,
+                        "runAsGroup": MINIO_UID,
+                        "fsGroup": MINIO_UID,
+                        "fsGroupChangePolicy": "OnRootMismatch",
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [
                         {
                             "name": "minio",
                             "image": store.kubernetes.image,
-                            "args": ["server", DATA_DIR, "--address", f":{PORT}"],
+                            "args": ["server", DATA_DIR, "--address", f":{PORT}", "--certs-dir", CERTS_DIR],
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                                "runAsNonRoot": True,
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "resources": RESOURCES,
                             "env": [
                                 from_secret("MINIO_ROOT_USER"),
                                 from_secret("MINIO_ROOT_PASSWORD"),
@@ -131,10 +157,16 @@ def deployment_manifest(store: StoreSettings, credentials_version: str) -> dict:
                             "ports": [{"name": "s3", "containerPort": PORT}],
                             "readinessProbe": probe("/minio/health/ready", periodSeconds=5),
                             "livenessProbe": probe("/minio/health/live", initialDelaySeconds=10, periodSeconds=20),
-                            "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}],
+                            "volumeMounts": [
+                                {"name": "data", "mountPath": DATA_DIR},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
                         }
                     ],
-                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+                    "volumes": [
+                        {"name": "data", "persistentVolumeClaim": {"claimName": claim}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
                 },
             },
         },
@@ -183,7 +215,7 @@ def _reconcile(kube: Kube, store: StoreSettings, wanted: dict, actions: list[str
         if not apply:
             return None
         run_logger(__name__).info("creating %s %s/%s: it does not exist yet", kind, namespace, name)
-        return kube.create(kind, namespace, wanted)
+        return create_in_namespace(kube, kind, namespace, wanted)
     if kind == "PersistentVolumeClaim":
         drift, patch = _pvc_drift(store, live), {"spec": {"resources": wanted["spec"]["resources"]}}
     else:
@@ -209,13 +241,19 @@ def ensure(store: StoreSettings, *, apply: bool = True) -> StepResult:
     actions: list[str] = []
     with timed() as timer:
         with connect(config, redact=[access.get_secret_value(), secret.get_secret_value()]) as kube:
-            if apply:
-                actions += [f"created namespace {namespace}"] if ensure_namespace(kube, namespace) else []
-            elif kube.get("Namespace", "", namespace) is None:
-                actions.append(f"create namespace {namespace}")
-            live_secret = _reconcile(kube, store, secret_manifest(store), actions, apply=apply)
+            secret_name = _names(store)[1]
+            outcome = converge_secret(kube, namespace, secret_name, secret_values(store), _labels(store), apply=apply)
+            if f"created Namespace {namespace}" in kube.writes:
+                actions.append(f"created namespace {namespace}")
+            if outcome.action in {"create", "created"}:
+                actions.append(f"{outcome.action} Secret {secret_name}")
+            elif outcome.action in {"update", "updated"}:
+                verb = "patched" if apply else "patch"
+                actions.append(
+                    f"{verb} Secret {secret_name} ({', '.join(f'data.{key}' for key in outcome.keys)} differed)"
+                )
             _reconcile(kube, store, pvc_manifest(store), actions, apply=apply)
-            version = (live_secret or {}).get("metadata", {}).get("resourceVersion", "")
+            version = credentials_version(outcome.live)
             _reconcile(kube, store, deployment_manifest(store, version), actions, apply=apply)
             _reconcile(kube, store, service_manifest(store), actions, apply=apply)
             writes = list(kube.writes)

@@ -37,6 +37,11 @@ _OTHER_PORTS = (
 )
 
 
+# The embedded IAM API (on the S3 port) creates the runner and prune identities; `weed mini` starts it read-only
+# (seaweedfs weed/command/mini.go: -s3.iam.readOnly defaults to true). See tasks/store/identity.py.
+IAM_WRITABLE = "-s3.iam.readOnly=false"
+
+
 @dataclass(frozen=True)
 class LocalStoreState:
     """What is on disk and in the process table for one state dir."""
@@ -73,6 +78,14 @@ def _pid_is_our_weed(pid: int, data_dir: Path) -> bool:
     except OSError:
         return False
     return bool(cmdline) and Path(cmdline[0].decode()).name == "weed" and f"-dir={data_dir}".encode() in cmdline
+
+
+def _iam_writable(pid: int) -> bool:
+    """True when the running ``weed`` was started with its IAM API writable (older starts were not)."""
+    try:
+        return IAM_WRITABLE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
 
 
 def state(store: StoreSettings) -> LocalStoreState:
@@ -143,6 +156,7 @@ def _start(store: StoreSettings) -> int:
         "-webdav=false",
         "-admin.ui=false",
         "-master.telemetry=false",
+        IAM_WRITABLE,
         *(f"-{name}={port}" for name, port in _ports(store, ports_file).items()),
     ]
     env = {
@@ -175,6 +189,9 @@ def ensure(store: StoreSettings, *, apply: bool = True) -> StepResult:
         return _plan(store)
     with timed() as timer:
         current = state(store)
+        if current.running and current.pid is not None and not _iam_writable(current.pid):
+            _terminate(store)  # started by an older runner-cache: restart it with the IAM API writable (data kept)
+            current = state(store)
         if current.running:
             try:
                 wait_until_ready(store, timeout=min(store.ready_timeout, 10.0))
@@ -279,6 +296,12 @@ def _reap(pid: int) -> None:
 
 def _plan(store: StoreSettings) -> StepResult:
     current = state(store)
+    if current.running and current.pid is not None and not _iam_writable(current.pid):
+        return StepResult(
+            step="store",
+            status="planned",
+            detail=f"would restart the local store at {store.endpoint} with its IAM API writable (data kept)",
+        )
     if current.running:
         return StepResult(
             step="store",

@@ -1,28 +1,30 @@
 """The pipeline half of verification: python-gitlab calls, and the bucket check of the object the pipeline wrote.
 
-One run: a temporary branch holding a generated ``.gitlab-ci.yml`` (build writes a nonce and its hostname into the
-cache, test prints it), one pipeline on that branch, polling with backoff until it ends or times out, both traces
-read, then cleanup — cancel the pipeline if it still runs, delete the branch — whatever happened before.
+One run: a temporary branch whose CI configuration file holds two generated jobs (build writes a nonce and its
+hostname into the cache, test prints it), one pipeline on that branch, polling the *two jobs* with backoff until
+both have ended or time is up, both traces read, then cleanup — cancel and (when allowed) delete every pipeline of
+the branch, delete the branch — whatever happened before.
 
-**Why ``[skip ci]`` + ``POST /projects/:id/pipeline`` instead of finding the push pipeline by sha:**
+Why it is done this way (GitLab's API, ``doc/api/commits.md``, ``doc/api/pipelines.md``, ``doc/api/jobs.md``):
 
-- Creating the pipeline returns its id at once. A push pipeline is created asynchronously after the commit, so
-  finding it by sha means polling a list that may stay empty for seconds, with no way to tell "not yet" from
-  "never" (``workflow:rules``, pipelines disabled for pushes, a push that GitLab decided to skip).
-- Branch and file are created by one commit (``start_branch``) marked ``[skip ci]``, so no second pipeline
-  competes for the same runners and cache key (GitLab records the push pipeline as skipped).
-- An invalid config or ref is refused synchronously with GitLab's reason (400), which becomes the diagnosis.
-
-The cost is that the token needs permission to run pipelines (Developer role) — which pushing needs anyway.
-Retries: GETs retry transient errors a few times; the creating POSTs never retry (a retried pipeline creation
-could start two pipelines).
+- The branch and file come from one commit (``start_branch``) marked ``[skip ci]``: GitLab records that push
+  pipeline as ``skipped``, and ``POST /projects/:id/pipeline`` returns our pipeline's id at once.
+- The file is written where the project reads its CI configuration (``ci_config_path``, default
+  ``.gitlab-ci.yml``) with action ``update`` when it exists — ``create`` of an existing path is refused with 400.
+  A configuration in another project (``file.yml@group/project``) or at a URL would ignore our commit: refused
+  in plain words. So is an empty repository: committing there would make the verify branch the default branch.
+- Only our two jobs are awaited: jobs that a pipeline execution policy injects may stay pending or manual.
+- Creating the pipeline is never retried: a read timeout may hide a pipeline that was created, so the branch's
+  pipelines are listed and adopted instead (the branch name is unique to the run).
+- Jobs carry the runner tags (required), ``GIT_STRATEGY: none`` (nothing to clone) and a pinned image.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import gitlab
 import requests
@@ -33,69 +35,58 @@ from minio.error import S3Error
 from runner_cache.blocks.cache import CacheSettings
 from runner_cache.blocks.gitlab import GitLabSettings
 from runner_cache.blocks.store import StoreSettings
-from runner_cache.errors import GitLabError
+from runner_cache.errors import ConfigError, GitLabError
 from runner_cache.redaction import redact
 from runner_cache.tasks.gitlab.client import gitlab_client
-from runner_cache.tasks.keys.layout import cache_object
+from runner_cache.tasks.keys.layout import possible_keys, possible_names
 from runner_cache.tasks.logs import run_logger
 from runner_cache.tasks.policy import external_task
-from runner_cache.tasks.verify.diagnosis import JobEvidence, ObjectCheck, PipelineEvidence
+from runner_cache.tasks.verify.diagnosis import BUILD_JOB, TEST_JOB, JobEvidence, ObjectCheck, PipelineEvidence
 
+JOB_NAMES = (BUILD_JOB, TEST_JOB)
 TERMINAL = {"success", "failed", "canceled", "skipped"}
+WAITING = {"created", "pending", "waiting_for_resource", "preparing", "scheduled", "waiting_for_callback"}
+DEFAULT_CI_PATH = ".gitlab-ci.yml"
 MAX_POLL_SECONDS = 15.0
 MAX_TRACE_BYTES = 1_000_000
-_GET = {"max_retries": 3}
-_ONCE = {"retry_transient_errors": False}
+# Reads may be retried (connection errors, 5xx); python-gitlab also waits out 429 + Retry-After, at most 3 times.
+_READ = {"max_retries": 3, "retry_transient_errors": True}
+# Writes are sent once (a retried POST could commit or start twice); 429 still waits, GitLab did not act on it.
+_ONCE = {"max_retries": 3, "retry_transient_errors": False}
+
+T = TypeVar("T")
 
 
 def verification_ci(key: str, nonce: str, tags: list[str], image: str) -> str:
-    """The two-job ``.gitlab-ci.yml``: build pushes ``vendor/hello.txt`` to the cache, test pulls and prints it.
+    """The two-job CI configuration: build pushes ``vendor/hello.txt`` to the cache, test pulls and prints it.
 
     The nonce is a build-only variable, so the test job can print it only by reading the restored file.
     """
-    common: dict[str, Any] = {"image": image, **({"tags": list(tags)} if tags else {})}
+    common: dict[str, Any] = {"image": image, "tags": list(tags), "timeout": "10m", "interruptible": True}
     cache = {"key": key, "paths": ["vendor/"]}
     document = {
         "stages": ["build", "test"],
-        "variables": {"GIT_DEPTH": "1"},
-        "build": {
+        "variables": {"GIT_STRATEGY": "none"},
+        BUILD_JOB: {
             "stage": "build",
             **common,
             "variables": {"RC_VERIFY_NONCE": nonce},
             "cache": {**cache, "policy": "push"},
             "script": [
-                "mkdir -p vendor",
+                "rm -rf vendor && mkdir -p vendor",
                 'echo "runner-cache-verify nonce=$RC_VERIFY_NONCE build-host=$HOSTNAME" | tee vendor/hello.txt',
             ],
         },
-        "test": {
+        TEST_JOB: {
             "stage": "test",
             **common,
-            "needs": ["build"],
+            "needs": [BUILD_JOB],
             "cache": {**cache, "policy": "pull"},
             "script": ["cat vendor/hello.txt", 'echo "runner-cache-verify test-host=$HOSTNAME"'],
         },
     }
-    header = "# Generated by runner-cache to prove that two jobs on different pods share the runner cache.\n"
+    header = "# Generated by runner-cache to prove that two jobs on different runner pods share the cache.\n"
     return header + yaml.safe_dump(document, sort_keys=False)
-
-
-def _refusal(action: str, error: Exception, settings: GitLabSettings) -> GitLabError:
-    """A plain reason for a failed GitLab call; never the token (masked even if a server echoed it)."""
-    token = settings.token.get_secret_value() if settings.token else ""
-    if isinstance(error, gitlab.GitlabAuthenticationError):
-        text = f"GitLab at {settings.url} rejected the token (401): check RUNNER_CACHE_GITLAB__TOKEN (api scope, not expired)"
-    elif isinstance(error, gitlab.GitlabError) and error.response_code == 403:
-        text = f"the token may not {action} in project {settings.project!r} (403): it needs the Developer role and api scope"
-    elif isinstance(error, gitlab.GitlabError) and error.response_code == 404 and action == "read the project":
-        text = f"GitLab has no project {settings.project!r} visible to this token (404): check RUNNER_CACHE_GITLAB__PROJECT"
-    elif isinstance(error, gitlab.GitlabError):
-        text = f"GitLab refused to {action} ({error.response_code}): {_message(error.error_message)}"
-    elif isinstance(error, requests.RequestException):
-        text = f"GitLab at {settings.url} did not answer while trying to {action} ({type(error).__name__})"
-    else:
-        text = f"could not {action}: {type(error).__name__}"
-    return GitLabError(redact(text, [token]))
 
 
 def _message(message: Any) -> str:
@@ -104,16 +95,79 @@ def _message(message: Any) -> str:
         return "; ".join(_message(value) for value in message.values())
     if isinstance(message, list):
         return "; ".join(_message(value) for value in message)
+    if isinstance(message, bytes):
+        return message.decode("utf-8", errors="replace")
     return str(message)
 
 
-def run_verification_pipeline(settings: GitLabSettings, run_id: str | None = None) -> PipelineEvidence:
-    """Run the two-job pipeline and return what it left; cleanup (cancel, delete branch) always happens.
+def refusal(action: str, error: Exception, settings: GitLabSettings) -> GitLabError:
+    """A plain reason for a failed GitLab call; never the token (redacted even if a server echoed it)."""
+    token = settings.token.get_secret_value() if settings.token else ""
+    transient = False
+    if isinstance(error, gitlab.GitlabAuthenticationError):
+        text = f"GitLab at {settings.url} rejected the token (401) while trying to {action}"
+        hint = "check RUNNER_CACHE_GITLAB__TOKEN: not expired, not revoked"
+    elif isinstance(error, gitlab.GitlabError) and error.response_code == 403:
+        scope = "insufficient_scope" in _message(error.error_message) or b"insufficient_scope" in (
+            error.response_body or b""
+        )
+        text = (
+            f"the token may not {action} in project {settings.project!r} (403{', insufficient_scope' if scope else ''})"
+        )
+        hint = "give the token the api scope" if scope else "the token's user needs the Developer role in the project"
+    elif isinstance(error, gitlab.GitlabError) and error.response_code == 404 and action == "read the project":
+        text = f"GitLab has no project {settings.project!r} visible to this token (404)"
+        hint = "check RUNNER_CACHE_GITLAB__PROJECT (group/name or numeric id)"
+    elif isinstance(error, gitlab.GitlabError) and error.response_code == 429:
+        text, hint, transient = f"GitLab kept rate-limiting the requests (429) while trying to {action}", None, True
+    elif isinstance(error, gitlab.GitlabError):
+        text, hint = f"GitLab refused to {action} ({error.response_code}): {_message(error.error_message)}", None
+        transient = (error.response_code or 0) >= 500
+    elif isinstance(error, requests.RequestException):
+        text, hint, transient = (
+            f"GitLab at {settings.url} did not answer while trying to {action} ({type(error).__name__})",
+            None,
+            True,
+        )
+    else:
+        text, hint = f"could not {action}: {type(error).__name__}", None
+    return GitLabError(redact(text, [token]), hint=hint, transient=transient)
 
-    GitLab refusals become ``evidence.setup_error`` instead of exceptions, so the caller can diagnose and report.
+
+def _call(action: str, settings: GitLabSettings, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except (gitlab.GitlabError, requests.RequestException) as error:
+        raise refusal(action, error, settings) from None
+
+
+def ci_config_path(attributes: dict[str, Any], project: str) -> str:
+    """Where the project reads its CI configuration, when that is a file in its own repository.
+
+    ``ci_config_path`` (project API): empty → ``.gitlab-ci.yml``; ``path@group/project[:ref]`` → another project's
+    file; ``http(s)://…`` → a remote file. Our commit cannot change the last two.
+    """
+    path = (attributes.get("ci_config_path") or "").strip()
+    if not path:
+        return DEFAULT_CI_PATH
+    if "@" in path or "://" in path:
+        raise GitLabError(
+            f"project {project!r} takes its CI/CD configuration from {path!r}, outside its own repository, so a "
+            "verification pipeline cannot run there",
+            hint="point RUNNER_CACHE_GITLAB__PROJECT at a project that uses a CI file in its own repository "
+            "(a small project just for verification is best)",
+        )
+    return path.lstrip("/")
+
+
+def run_verification_pipeline(settings: GitLabSettings, run_id: str | None = None) -> PipelineEvidence:
+    """Run the two-job pipeline and return what it left; cleanup (cancel, delete pipelines and branch) always runs.
+
+    A GitLab refusal becomes ``evidence.setup_error`` (not an exception) so the caller can report it with the rest.
+    Raises :class:`ConfigError` when GitLab is not configured (the settings themselves require runner tags).
     """
     if not settings.configured:
-        raise ValueError("GitLab is not configured (url, token and project)")
+        raise ConfigError("GitLab is not configured: set RUNNER_CACHE_GITLAB__URL, __TOKEN and __PROJECT")
     run_id = run_id or secrets.token_hex(4)
     evidence = PipelineEvidence(
         project=str(settings.project),
@@ -125,11 +179,18 @@ def run_verification_pipeline(settings: GitLabSettings, run_id: str | None = Non
     )
     client = gitlab_client(settings)
     try:
-        project = client.projects.get(settings.project, **_GET)
-    except (gitlab.GitlabError, requests.RequestException) as error:
-        evidence.setup_error = str(_refusal("read the project", error, settings))
+        project = _call("read the project", settings, lambda: client.projects.get(settings.project, **_READ))
+        evidence.project_id = project.id
+        if project.attributes.get("empty_repo"):
+            raise GitLabError(
+                f"project {settings.project!r} has an empty repository; runner-cache will not create its first "
+                "branch (it would become the default branch)",
+                hint="push a first commit to the project, or use another project",
+            )
+        evidence.ci_path = ci_config_path(project.attributes, str(settings.project))
+    except GitLabError as error:
+        evidence.setup_error = str(error)
         return evidence
-    evidence.project_id = project.id
     pipeline: ProjectPipeline | None = None
     try:
         _commit(project, evidence, settings)
@@ -138,117 +199,265 @@ def run_verification_pipeline(settings: GitLabSettings, run_id: str | None = Non
     except GitLabError as error:
         evidence.setup_error = str(error)
     finally:
-        _cleanup(project, pipeline, evidence, settings)
+        # Also after a commit that timed out: the branch (and a push pipeline) may exist all the same.
+        _cleanup(client, project, pipeline, evidence, settings)
     return evidence
 
 
-def _commit(project: Project, evidence: PipelineEvidence, settings: GitLabSettings) -> None:
-    content = verification_ci(evidence.cache_key, evidence.nonce, settings.runner_tags, settings.image)
-    data = {
-        "branch": evidence.branch,
-        "start_branch": project.default_branch or "main",
-        "commit_message": "runner-cache: verify the shared runner cache [skip ci]",
-        "actions": [{"action": "create", "file_path": ".gitlab-ci.yml", "content": content}],
-    }
+def _file_exists(project: Project, path: str, ref: str, settings: GitLabSettings) -> bool:
     try:
-        commit = project.commits.create(data, **_ONCE)
-    except (gitlab.GitlabError, requests.RequestException) as error:
-        raise _refusal("create the verification branch", error, settings) from None
-    run_logger(__name__).info(
-        "created branch %s (commit %s) with the verification .gitlab-ci.yml", evidence.branch, commit.short_id
-    )
+        project.files.get(file_path=path, ref=ref, **_READ)
+        return True
+    except gitlab.GitlabGetError as error:
+        if error.response_code == 404:
+            return False
+        raise refusal(f"read {path}", error, settings) from None
+    except requests.RequestException as error:
+        raise refusal(f"read {path}", error, settings) from None
+
+
+def _commit(project: Project, evidence: PipelineEvidence, settings: GitLabSettings) -> None:
+    """One commit creating the branch with our CI file: ``update`` when the file exists on the default branch."""
+    path = evidence.ci_path or DEFAULT_CI_PATH
+    start = project.default_branch
+    content = verification_ci(evidence.cache_key, evidence.nonce, settings.runner_tags, settings.image)
+    action = "update" if _file_exists(project, path, start, settings) else "create"
+
+    def commit(kind: str) -> Any:
+        data = {
+            "branch": evidence.branch,
+            "start_branch": start,
+            "commit_message": "runner-cache: verify the shared runner cache [skip ci]",
+            "actions": [{"action": kind, "file_path": path, "content": content}],
+        }
+        return project.commits.create(data, **_ONCE)
+
+    try:
+        created = commit(action)
+    except gitlab.GitlabCreateError as error:
+        text = _message(error.error_message)
+        # The file appeared or vanished between our check and the commit: the other action, once.
+        if error.response_code == 400 and (
+            "already exists" in text or "doesn't exist" in text or "does not exist" in text
+        ):
+            action = "create" if action == "update" else "update"
+            created = _call("create the verification branch", settings, lambda: commit(action))
+        else:
+            raise refusal("create the verification branch", error, settings) from None
+    except requests.RequestException as error:
+        raise refusal("create the verification branch", error, settings) from None
+    run_logger(__name__).info("created branch %s (commit %s): %s %s", evidence.branch, created.short_id, action, path)
 
 
 def _create_pipeline(project: Project, evidence: PipelineEvidence, settings: GitLabSettings) -> ProjectPipeline:
+    """``POST /projects/:id/pipeline`` once; after a timeout or 5xx, adopt the pipeline the branch may have got."""
     try:
         pipeline = project.pipelines.create({"ref": evidence.branch}, **_ONCE)
-    except (gitlab.GitlabError, requests.RequestException) as error:
-        raise _refusal("create the pipeline", error, settings) from None
+    except (requests.RequestException, gitlab.GitlabCreateError) as error:
+        if isinstance(error, gitlab.GitlabCreateError) and (error.response_code or 0) < 500:
+            raise refusal("create the pipeline", error, settings) from None
+        found = [p for p in _branch_pipelines(project, evidence, settings) if p.source != "push"]
+        if not found:
+            raise refusal("create the pipeline", error, settings) from None
+        pipeline = project.pipelines.get(found[0].id, **_READ)
+        run_logger(__name__).warning(
+            "pipeline creation did not answer; adopted pipeline %s of %s", pipeline.id, evidence.branch
+        )
     evidence.pipeline_id, evidence.pipeline_url, evidence.status = pipeline.id, pipeline.web_url, pipeline.status
     run_logger(__name__).info("started pipeline %s on %s: %s", pipeline.id, evidence.branch, pipeline.web_url)
     return pipeline
 
 
+def _branch_pipelines(project: Project, evidence: PipelineEvidence, settings: GitLabSettings) -> list[Any]:
+    return _call(
+        f"list the pipelines of {evidence.branch}",
+        settings,
+        lambda: project.pipelines.list(ref=evidence.branch, get_all=True, **_READ),
+    )
+
+
+def _our_jobs(pipeline: ProjectPipeline, settings: GitLabSettings) -> dict[str, Any]:
+    """The newest build and test job of the pipeline, by name (retried jobs keep the name)."""
+    jobs = _call(
+        f"read the jobs of pipeline {pipeline.id}", settings, lambda: pipeline.jobs.list(get_all=True, **_READ)
+    )
+    ours: dict[str, Any] = {}
+    for job in sorted(jobs, key=lambda job: job.id):
+        if job.name in JOB_NAMES:
+            ours[job.name] = job
+    return ours
+
+
+def _done(jobs: dict[str, Any]) -> bool:
+    """Both jobs ended — or the build ended unsuccessfully, so the test job will never run."""
+    build, test = jobs.get(BUILD_JOB), jobs.get(TEST_JOB)
+    if (
+        build is not None
+        and build.status in TERMINAL - {"success"}
+        and (test is None or test.status not in {"running"})
+    ):
+        return True
+    return build is not None and test is not None and build.status in TERMINAL and test.status in TERMINAL
+
+
 def _wait(pipeline: ProjectPipeline, evidence: PipelineEvidence, settings: GitLabSettings) -> None:
-    """Poll until the pipeline ends or ``timeout_seconds`` pass; the interval grows from ``poll_seconds`` to 15 s."""
+    """Poll the two jobs until both ended or ``timeout_seconds`` passed; the interval grows to 15 s."""
     logger = run_logger(__name__)
     started = time.monotonic()
     deadline = started + settings.timeout_seconds
     interval = settings.poll_seconds
-    last = None
+    last: tuple[str, ...] = ()
     while True:
-        try:
-            pipeline.refresh(**_GET)
-        except (gitlab.GitlabError, requests.RequestException) as error:
-            raise _refusal(f"read pipeline {pipeline.id}", error, settings) from None
-        evidence.status = pipeline.status
+        jobs = _our_jobs(pipeline, settings)
         evidence.waited_seconds = round(time.monotonic() - started, 2)
-        if pipeline.status != last:
-            logger.info("pipeline %s is %s after %.0f s", pipeline.id, pipeline.status, evidence.waited_seconds)
-            last = pipeline.status
-        if pipeline.status in TERMINAL:
+        states = tuple(f"{name}={jobs[name].status}" for name in JOB_NAMES if name in jobs)
+        if states != last:
+            logger.info(
+                "pipeline %s: %s after %.0f s", pipeline.id, ", ".join(states) or "no jobs yet", evidence.waited_seconds
+            )
+            last = states
+        if _done(jobs):
             return
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             evidence.timed_out = True
-            logger.warning(
-                "pipeline %s is still %s after %.0f s: giving up",
-                pipeline.id,
-                pipeline.status,
-                settings.timeout_seconds,
-            )
+            logger.warning("the verification jobs did not finish within %.0f s: giving up", settings.timeout_seconds)
             return
         time.sleep(min(interval, remaining))
         interval = min(interval * 1.5, MAX_POLL_SECONDS)
 
 
 def _cleanup(
-    project: Project, pipeline: ProjectPipeline | None, evidence: PipelineEvidence, settings: GitLabSettings
-) -> None:
-    """Read the jobs and traces, cancel an unfinished pipeline, delete the branch; failures are recorded, not raised."""
+    client: gitlab.Gitlab, project: Project, pipeline: ProjectPipeline | None, evidence: PipelineEvidence,
+    settings: GitLabSettings,
+) -> None:  # fmt: skip
+    """Read jobs and traces, then cancel and delete the branch's pipelines and delete the branch; never raises."""
     logger = run_logger(__name__)
     token = settings.token.get_secret_value() if settings.token else ""
     if pipeline is not None:
         # Jobs first: on a timeout their states *before* the cancel say which job was stuck, and how.
         try:
-            evidence.jobs = sorted(
-                (_job_evidence(project, job, token) for job in pipeline.jobs.list(get_all=True)), key=lambda job: job.id
+            jobs = _our_jobs(pipeline, settings)
+            evidence.jobs = [_job_evidence(project, job, token) for job in jobs.values()]
+            refreshed = _call(
+                f"read pipeline {pipeline.id}", settings, lambda: project.pipelines.get(pipeline.id, **_READ)
             )
-        except (gitlab.GitlabError, requests.RequestException) as error:
-            evidence.cleanup_errors.append(str(_refusal(f"read the jobs of pipeline {pipeline.id}", error, settings)))
-        if evidence.status not in TERMINAL:
-            try:
-                pipeline.cancel(**_GET)
-                evidence.cancelled = True
-                logger.warning("cancelled pipeline %s (it was %s)", pipeline.id, evidence.status)
-            except (gitlab.GitlabError, requests.RequestException) as error:
-                evidence.cleanup_errors.append(str(_refusal(f"cancel pipeline {pipeline.id}", error, settings)))
+            evidence.status = refreshed.status
+        except GitLabError as error:
+            evidence.cleanup_errors.append(str(error))
+        if evidence.timed_out and any(job.status in WAITING for job in evidence.jobs):
+            evidence.runner_notes = _runner_notes(client, project, settings)
     try:
-        project.branches.delete(evidence.branch, **_GET)
+        branch_pipelines = _branch_pipelines(project, evidence, settings)
+    except GitLabError as error:
+        branch_pipelines = []
+        evidence.cleanup_errors.append(str(error))
+    kept: list[int] = []
+    for found in branch_pipelines:
+        if found.status not in TERMINAL:
+            try:
+                _call(f"cancel pipeline {found.id}", settings, lambda found=found: found.cancel(**_ONCE))
+                evidence.cancelled = True
+                logger.warning("cancelled pipeline %s (it was %s)", found.id, found.status)
+            except GitLabError as error:
+                evidence.cleanup_errors.append(str(error))
+        try:
+            found.delete(**_ONCE)
+            evidence.deleted_pipelines.append(found.id)
+        except gitlab.GitlabDeleteError as error:
+            if error.response_code == 403:
+                kept.append(found.id)
+            elif error.response_code != 404:
+                evidence.cleanup_errors.append(str(refusal(f"delete pipeline {found.id}", error, settings)))
+        except requests.RequestException as error:
+            evidence.cleanup_errors.append(str(refusal(f"delete pipeline {found.id}", error, settings)))
+    if kept:
+        evidence.kept_pipelines = kept
+        logger.info(
+            "pipelines %s stay in the project: deleting pipelines needs the Owner role", ", ".join(map(str, kept))
+        )
+    try:
+        project.branches.delete(evidence.branch, **_ONCE)
         evidence.branch_deleted = True
         logger.info("deleted branch %s", evidence.branch)
     except gitlab.GitlabDeleteError as error:
-        if error.response_code != 404:  # 404: the commit never created it
-            evidence.cleanup_errors.append(str(_refusal(f"delete branch {evidence.branch}", error, settings)))
+        if error.response_code == 404:
+            evidence.branch_deleted = True
+        else:
+            evidence.cleanup_errors.append(str(refusal(f"delete branch {evidence.branch}", error, settings)))
     except requests.RequestException as error:
-        evidence.cleanup_errors.append(str(_refusal(f"delete branch {evidence.branch}", error, settings)))
+        evidence.cleanup_errors.append(str(refusal(f"delete branch {evidence.branch}", error, settings)))
     for problem in evidence.cleanup_errors:
         logger.error("cleanup: %s", problem)
 
 
+def _runner_notes(client: gitlab.Gitlab, project: Project, settings: GitLabSettings) -> list[str]:
+    """Why no runner took a pending job, as far as the token may see (listing runners needs the Maintainer role)."""
+    tags = set(settings.runner_tags)
+    try:
+        runners = project.runners.list(get_all=True, **_READ)
+    except gitlab.GitlabError as error:
+        if error.response_code == 403:
+            return ["the token may not list the project's runners (Maintainer role needed), so the reason a job "
+                    "stayed pending could not be checked"]  # fmt: skip
+        return [str(refusal("list the project's runners", error, settings))]
+    except requests.RequestException as error:
+        return [str(refusal("list the project's runners", error, settings))]
+    notes: list[str] = []
+    matching = []
+    for summary in runners:
+        try:
+            runner = client.runners.get(summary.id, **_READ)
+            runner_tags = set(runner.attributes.get("tag_list") or [])
+        except (gitlab.GitlabError, requests.RequestException):
+            runner, runner_tags = summary, None
+        if runner_tags is not None and not tags <= runner_tags:
+            continue
+        matching.append(runner)
+        name = f"runner {summary.id} ({summary.attributes.get('description') or summary.attributes.get('name') or '-'})"
+        if summary.attributes.get("paused") or summary.attributes.get("active") is False:
+            notes.append(f"{name} has the tags but is paused")
+        elif summary.attributes.get("online") is False or summary.attributes.get("status") in {
+            "offline",
+            "never_contacted",
+            "stale",
+        }:
+            notes.append(f"{name} has the tags but is {summary.attributes.get('status') or 'offline'}")
+        elif runner.attributes.get("access_level") == "ref_protected":
+            notes.append(
+                f"{name} is protected: it runs jobs of protected branches only, and the verify branch is not protected"
+            )
+    if not matching:
+        notes.append(
+            f"no runner enabled for this project has all the tags [{', '.join(sorted(tags))}]: enable the runner for "
+            "the project (Settings → CI/CD → Runners) or fix RUNNER_CACHE_GITLAB__RUNNER_TAGS"
+        )
+    return notes
+
+
 def _job_evidence(project: Project, job: Any, token: str) -> JobEvidence:
-    """One job and its trace; URL queries (presigned credentials) and the token are masked as it is read."""
-    raw = project.jobs.get(job.id, lazy=True).trace(**_GET)
+    """One job, its runner and runner manager, and its raw trace (the token redacted as it is read)."""
+    raw = b""
+    if job.status not in WAITING:
+        try:
+            raw = project.jobs.get(job.id, lazy=True).trace(**_READ)
+        except (gitlab.GitlabError, requests.RequestException):
+            raw = b""
     trace = raw[-MAX_TRACE_BYTES:].decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
-    runner = job.runner.get("description") if getattr(job, "runner", None) else None
+    runner = job.attributes.get("runner") or {}
+    manager = job.attributes.get("runner_manager") or {}
     return JobEvidence(
         id=job.id,
         name=job.name,
         status=job.status,
-        runner=runner,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        web_url=job.web_url,
+        failure_reason=job.attributes.get("failure_reason"),
+        runner=runner.get("description") or runner.get("name"),
+        runner_type=runner.get("runner_type"),
+        system_id=manager.get("system_id"),
+        tags=list(job.attributes.get("tag_list") or []),
+        started_at=job.attributes.get("started_at"),
+        finished_at=job.attributes.get("finished_at"),
+        web_url=job.attributes.get("web_url"),
         trace=redact(trace, [token]),
     )
 
@@ -260,30 +469,34 @@ def check_cache_object(
 
     Every object found carries this run's unique key, so deleting them removes only what the verification wrote.
     """
-    expected = cache_object(
+    # The log shows the readable key; with FF_HASH_CACHE_KEYS the object is its sha256, sharded from 19.0.0.
+    candidates = possible_names(
         path=cache.path, shared=cache.shared, short_token=short_token, project_id=project_id, key=key
-    ).object_name
+    )
     client = store.client()
-    check = ObjectCheck(expected=expected, bucket=store.bucket, found=False)
-    try:
-        check.size = client.stat_object(store.bucket, expected).size
-        check.found = True
-    except S3Error as error:
-        if error.code not in {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "NotFound"}:
-            raise
+    check = ObjectCheck(expected=candidates[0], bucket=store.bucket, found=False)
+    for candidate in candidates:
+        try:
+            check.size = client.stat_object(store.bucket, candidate).size
+            check.found, check.expected = True, candidate
+            break
+        except S3Error as error:
+            if error.code not in {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "NotFound"}:
+                raise
     if not check.found:
-        tail = f"project/{project_id}/{key}"
+        tails = tuple(f"project/{project_id}/{tail}" for tail in possible_keys(key))
+        nested = tuple(f"/{tail}" for tail in tails)
         try:
             for item in client.list_objects(store.bucket, recursive=True):
                 check.searched += 1
-                if item.object_name == tail or item.object_name.endswith("/" + tail):
+                if item.object_name in tails or item.object_name.endswith(nested):
                     check.elsewhere.append(item.object_name)
                 if check.searched >= search_limit:
                     break
         except S3Error as error:
             if error.code != "NoSuchBucket":
                 raise
-    for name in ([expected] if check.found else []) + check.elsewhere:
+    for name in ([check.expected] if check.found else []) + check.elsewhere:
         client.remove_object(store.bucket, name)
         check.deleted.append(name)
     if check.deleted:

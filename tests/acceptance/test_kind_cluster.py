@@ -31,6 +31,10 @@ from tests.support.servers import free_port, wait_for_port
 
 KUBECONFIG = os.environ.get("RUNNER_CACHE_ACCEPTANCE_KUBECONFIG")
 CONTEXT = os.environ.get("RUNNER_CACHE_ACCEPTANCE_CONTEXT") or None
+# scripts/acceptance-rbac.sh: runner-cache runs as its service account (KUBECONFIG) in namespaces the documented
+# Roles are bound in; the admin kubeconfig only port-forwards to MinIO (which runner-cache itself never needs).
+ADMIN_KUBECONFIG = os.environ.get("RUNNER_CACHE_ACCEPTANCE_ADMIN_KUBECONFIG") or KUBECONFIG
+GIVEN_NAMESPACES = os.environ.get("RUNNER_CACHE_ACCEPTANCE_NAMESPACES")
 
 pytestmark = [
     pytest.mark.acceptance,
@@ -76,7 +80,12 @@ def _kubectl() -> str:
 
 @pytest.fixture(scope="module")
 def namespaces() -> Iterator[tuple[str, str]]:
-    """A store namespace and a runner namespace, deleted with everything in them at the end."""
+    """A store namespace and a runner namespace, deleted with everything in them at the end (unless given: then
+    whoever made them removes them)."""
+    if GIVEN_NAMESPACES:
+        store_namespace, runner_namespace = GIVEN_NAMESPACES.split(",")
+        yield store_namespace, runner_namespace
+        return
     suffix = uuid.uuid4().hex[:8]
     made = (f"rc-acc-store-{suffix}", f"rc-acc-runner-{suffix}")
     yield made
@@ -122,14 +131,14 @@ def test_minio_in_the_cluster_is_idempotent_and_serves_s3(store: StoreSettings) 
     command = [
         _kubectl(),
         "--kubeconfig",
-        str(KUBECONFIG),
+        str(ADMIN_KUBECONFIG),
         "-n",
         store.kubernetes.namespace,
         "port-forward",
         service,
         f"{port}:9000",
     ]
-    command += ["--context", CONTEXT] if CONTEXT else []
+    command += ["--context", CONTEXT] if CONTEXT and ADMIN_KUBECONFIG == KUBECONFIG else []
     forward = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, timeout=30)

@@ -1,20 +1,28 @@
-"""The concurrency guard against a real Prefect API: limits made on demand, runs that really wait for each other."""
+"""The locks against a real Prefect API: limits made on demand, and the real flows (prune, setup) really waiting
+for each other on one bucket while runs on different buckets go side by side."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from uuid import UUID, uuid4
 
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr
 
 from runner_cache.blocks.release import ReleaseSettings
 from runner_cache.blocks.store import StoreSettings
 from runner_cache.flows.locks import LockTimeout, bucket_lock_name, ensure_limit, exclusive, release_lock_name
+from tests.integration.faults.conftest import BIN, fault_proxy, seed
 from tests.support.prefect_records import flow_run_logs
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -71,7 +79,7 @@ def _run_two(first: dict, second: dict) -> list[tuple[float, float]]:
 
 
 def _overlap(spans: list[tuple[float, float]]) -> bool:
-    (_, first_end), (second_start, _) = spans
+    (_, first_end), (second_start, _) = sorted(spans)
     return second_start < first_end
 
 
@@ -83,26 +91,100 @@ def test_lock_names_are_stable() -> None:
     assert bucket_lock_name(_store("runner", "http://minio.example:9001")) != bucket_lock_name(_store("runner"))
 
 
-def test_two_runs_for_the_same_release_never_overlap() -> None:
+def test_two_holders_of_one_release_lock_never_overlap() -> None:
+    """The release lock with the stand-in (a real setup with a release needs a cluster: tests/integration/kube)."""
     release = _release("serial-release")
     spans = _run_two({"release": release, "store": None}, {"release": release, "store": None})
     assert not _overlap(spans), f"runs overlapped: {spans}"
 
 
-def test_prune_and_setup_on_the_same_bucket_never_overlap() -> None:
-    """Setup holds release + bucket; prune holds the bucket only: they still exclude each other."""
-    store = _store("serial-bucket")
-    spans = _run_two({"release": _release("setup-release"), "store": store}, {"release": None, "store": store})
-    assert not _overlap(spans), f"runs overlapped: {spans}"
+# The real flows, run as a user runs them (`runner-cache prune|setup` subprocesses against the Prefect API), on a
+# SeaweedFS bucket behind a proxy that slows every listing and bucket request: each run's locked part lasts
+# seconds, so two runs that could overlap would. When they held their locks is read back from Prefect: the
+# start and end of each flow run's task runs (everything the flows do under their lock is a task).
+SLOW = 1.5
 
 
-def test_runs_on_different_targets_run_side_by_side() -> None:
-    """The control: without a shared lock the same two runs do overlap, so the tests above can fail."""
-    spans = _run_two(
-        {"release": _release("parallel-a"), "store": _store("parallel-a")},
-        {"release": _release("parallel-b"), "store": _store("parallel-b")},
-    )
-    assert _overlap(spans), f"runs did not overlap: {spans}"
+def _slow(method: str, path: str, query: str, body: bytes) -> float | None:
+    return SLOW if method in ("GET", "HEAD", "PUT") and path.count("/") == 1 else None
+
+
+def _flow_run_id(stderr: str) -> UUID:
+    found = re.search(r"/runs/flow-run/([0-9a-f-]{36})", stderr)
+    assert found, f"no flow run in:\n{stderr[-2000:]}"
+    return UUID(found.group(1))
+
+
+def _locked_span(flow_run_id: UUID) -> tuple[float, float]:
+    """From the first task run's start to the last one's end: the part of the flow run under its locks."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    assert runs, f"flow run {flow_run_id} ran no task"
+    starts = [run.start_time.timestamp() for run in runs if run.start_time]
+    ends = [run.end_time.timestamp() for run in runs if run.end_time]
+    return min(starts), max(ends)
+
+
+def _run_real(commands: list[tuple[list[str], StoreSettings]], proxy_endpoint: str) -> list[tuple[float, float]]:
+    """Start every ``runner-cache`` command at once; the locked span of each one's flow run."""
+    from prefect.settings import PREFECT_API_URL
+
+    processes = []
+    for args, store in commands:
+        env = {name: value for name, value in os.environ.items() if not name.startswith("RUNNER_CACHE_")}
+        env.update(
+            PREFECT_API_URL=PREFECT_API_URL.value(),
+            RUNNER_CACHE_STORE__BACKEND="external",
+            RUNNER_CACHE_STORE__ENDPOINT=proxy_endpoint,
+            RUNNER_CACHE_STORE__ACCESS_KEY=store.access_key.get_secret_value(),
+            RUNNER_CACHE_STORE__SECRET_KEY=store.secret_key.get_secret_value(),
+            RUNNER_CACHE_STORE__BUCKET=store.bucket,
+        )
+        processes.append(
+            subprocess.Popen(
+                [str(BIN / "runner-cache"), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    spans = []
+    for process in processes:
+        out, err = process.communicate(timeout=240)
+        assert process.returncode == 0, f"{process.args} exited {process.returncode}:\n{err[-3000:]}\n{out[-2000:]}"
+        spans.append(_locked_span(_flow_run_id(err)))
+    return spans
+
+
+PRUNE = ["prune", "--json", "--max-age-days", "1e-6"]
+SETUP = ["setup", "--json"]
+
+
+@pytest.fixture
+def slow_store(seaweed_server: StoreSettings) -> Iterator[tuple[StoreSettings, StoreSettings, str]]:
+    """Two fresh buckets with a cache object each, and the endpoint of a proxy that slows requests to them."""
+    first, second = (seaweed_server.model_copy(update={"bucket": f"lock-{uuid4().hex[:10]}"}) for _ in range(2))
+    for store in (first, second):
+        seed(store, ["runner/abcdef123/project/1/main-protected"])
+    with fault_proxy(seaweed_server) as proxy:
+        proxy.rule = _slow
+        yield first, second, proxy.endpoint
+
+
+def test_two_real_prunes_of_one_bucket_never_overlap(slow_store) -> None:
+    store, _, endpoint = slow_store
+    spans = _run_real([(PRUNE, store), (PRUNE, store)], endpoint)
+    assert not _overlap(spans), f"prunes of one bucket overlapped: {spans}"
+
+
+def test_real_prune_and_setup_on_one_bucket_never_overlap(slow_store) -> None:
+    store, _, endpoint = slow_store
+    spans = _run_real([(SETUP, store), (PRUNE, store)], endpoint)
+    assert not _overlap(spans), f"setup and prune of one bucket overlapped: {spans}"
+
+
+def test_real_runs_on_different_buckets_run_side_by_side(slow_store) -> None:
+    """The control: the same runs on two buckets do overlap, so the two tests above can fail."""
+    first, second, endpoint = slow_store
+    spans = _run_real([(SETUP, first), (PRUNE, second)], endpoint)
+    assert _overlap(spans), f"runs on different buckets did not overlap: {spans}"
 
 
 def test_missing_limit_is_created_and_a_loosened_one_is_restored() -> None:

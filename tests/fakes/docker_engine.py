@@ -4,6 +4,9 @@ Written from the public Engine API reference (https://docs.docker.com/reference/
 status codes and JSON shapes (errors as ``{"message": ...}``), so the real docker SDK talks to it unchanged.
 It keeps images, containers and volumes in memory and records every call, but runs nothing: tests pair a
 "started" container with a real S3 server on the container's published port.
+
+Only for what a real engine cannot be made to do on these machines (a pull, a 500, a stall, an error inside a
+pull's stream): everything else is tested against Debian's real dockerd (tests/integration/store/docker/).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,8 +71,6 @@ class FakeDockerEngine:
     containers: dict[str, dict] = field(default_factory=dict)
     volumes: dict[str, dict] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
-    # Host ports another program holds: starting a container that publishes one fails like on a real engine.
-    occupied_ports: set[int] = field(default_factory=set)
     # When set, every request is answered with this status (an engine that is up but broken).
     fail_status: int | None = None
     # Seconds to wait before answering a path (an engine or registry that hangs).
@@ -86,10 +87,6 @@ class FakeDockerEngine:
         if found is None:
             raise KeyError(name)
         return found
-
-    def stop_outside(self, name: str) -> None:
-        """Stop a container behind the API's back, as a crash or a ``docker stop`` by someone else would."""
-        self._set_stopped(self.container(name))
 
     def requests(self, method: str, path_pattern: str) -> list[Call]:
         """Recorded calls with this method whose path matches the regular expression ``path_pattern``."""
@@ -277,39 +274,20 @@ class FakeDockerEngine:
     def _inspect_container(self, call: Call, ref: str) -> Response:
         return _json(self._get_container(ref))
 
-    def _published(self, container: dict) -> Iterator[tuple[str, int]]:
-        for bindings in (container["HostConfig"].get("PortBindings") or {}).values():
-            for binding in bindings or []:
-                yield binding.get("HostIp") or "0.0.0.0", int(binding["HostPort"])
-
     def _start(self, call: Call, ref: str) -> Response:
         container = self._get_container(ref)
         if container["State"]["Running"]:
             return Response(status=304)
-        taken = set(self.occupied_ports)
-        for other in self.containers.values():
-            if other is not container and other["State"]["Running"]:
-                taken |= {port for _, port in self._published(other)}
-        for host_ip, port in self._published(container):
-            if port in taken:
-                raise EngineError(
-                    500,
-                    f"driver failed programming external connectivity on endpoint {container['Name'].lstrip('/')} "
-                    f"({container['Id'][:12]}): Bind for {host_ip}:{port} failed: port is already allocated",
-                )
         container["State"].update(Status="running", Running=True)
         container["NetworkSettings"]["Ports"] = container["HostConfig"].get("PortBindings") or {}
         return Response(status=204)
-
-    def _set_stopped(self, container: dict) -> None:
-        container["State"].update(Status="exited", Running=False, ExitCode=0)
-        container["NetworkSettings"]["Ports"] = {}
 
     def _stop(self, call: Call, ref: str) -> Response:
         container = self._get_container(ref)
         if not container["State"]["Running"]:
             return Response(status=304)
-        self._set_stopped(container)
+        container["State"].update(Status="exited", Running=False, ExitCode=0)
+        container["NetworkSettings"]["Ports"] = {}
         return Response(status=204)
 
     def _remove(self, call: Call, ref: str) -> Response:

@@ -4,18 +4,27 @@ Written from the public REST API docs (https://docs.gitlab.com/api/): same paths
 pagination headers, so the real python-gitlab client talks to it unchanged. Routes match the raw, still-encoded
 request path (``RAW_URI``): ``group%2Fproject`` and ``feature%2Fx`` must stay one segment.
 
-The pipeline executor parses the committed ``.gitlab-ci.yml`` and runs each job, stage by stage, like a
-Kubernetes runner would: every job gets its own temporary directory (its "pod") and ``HOSTNAME``, its ``script``
-lines run with the host's ``sh`` (the job's ``image`` is only recorded), and the runner's cache handling runs
-against a real S3 server through presigned URLs — restore before the script, zip-and-upload after it, per
-``policy`` — at the object key gitlab-runner uses (built here independently of ``tasks/keys/layout.py``). Traces use the real runner's wording.
+The pipeline executor parses the committed CI file (the project's ``ci_config_path``, default ``.gitlab-ci.yml``)
+and runs each job, stage by stage, like a Kubernetes runner would: every job gets its own temporary directory (its
+"pod") and ``HOSTNAME``, its ``script`` lines run with the host's ``sh`` (the job's ``image`` is only recorded), and
+the runner's cache handling runs against a real S3 server through presigned URLs — restore before the script,
+zip-and-upload after it, per ``policy`` — at the object key gitlab-runner uses (built here independently of
+``tasks/keys/layout.py``). Traces are the bytes a real runner writes (``tests/fakes/runner_trace.py``: ANSI
+colours, section markers, the helpers' padded lines, timestamps per version and ``FF_TIMESTAMPS``).
+
+What GitLab itself does, from its REST API docs and source: 400 "A file with this name already exists" for a
+commit ``create`` of an existing path, ``ci_config_path`` and ``empty_repo`` in the project, the job's ``runner``,
+``runner_manager`` and ``failure_reason``, 403 ``insufficient_scope`` for a token without ``api``, 429 with
+``Retry-After`` (:meth:`GitLabFake.throttle`), pipelines that only an Owner may delete.
 
 Failure modes, each a property of the fake's state rather than a switch in the code under test:
 
-- no online runner with the job's tags → the job stays ``pending`` until the pipeline is cancelled;
+- no runner that may take the job (tags, paused, protected, not enabled for the project) → it stays ``pending``;
 - a runner without S3 credentials → "No URL provided" (the cache Secret is not mounted);
-- a runner whose ``insecure`` does not match the server's scheme → the Go http/https error line;
-- a runner with wrong credentials → ``403 Forbidden`` from the real S3 server;
+- a runner speaking HTTPS to the plain-HTTP store → Go's "server gave HTTP response to HTTPS client";
+- a runner with wrong credentials or a missing bucket → the real S3 server's error, in the runner's words;
+- a runner whose store address is closed → "connection refused" after the runner's two retries;
+- a runner whose image cannot be pulled → the job fails before any cache step (``runner_system_failure``);
 - two matching runners with ``shared=False`` → jobs alternate between them and see different prefixes;
 - ``protection_override`` → a job gets the other protected-branch suffix than the pipeline's ref;
 - ``stall_jobs`` → a job runs its script and then never finishes until cancelled.
@@ -49,6 +58,7 @@ import yaml
 from minio import Minio
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.runner_trace import TraceWriter, version_tuple
 from tests.fakes.server import WsgiThread
 
 API = "/api/v4"
@@ -98,9 +108,20 @@ class FakeRunner:
     name: str = "gitlab-runner-fake"
     token: str = field(default_factory=lambda: "glrt-t3_" + secrets.token_urlsafe(15)[:20])
     version: str = "18.5.0"
+    revision: str = "a1b2c3d4"
     tags: list[str] = field(default_factory=list)
     run_untagged: bool = True
     online: bool = True
+    paused: bool = False
+    access_level: str = "not_protected"  # "ref_protected": only jobs of protected refs
+    runner_type: str = "project_type"  # "instance_type": an instance runner, as on GitLab.com
+    projects: list[int] | None = None  # project ids it is enabled for; None: every project
+    # The runner manager (one gitlab-runner pod): registrations sharing a token are one runner with two managers.
+    system_id: str = field(default_factory=lambda: "r_" + secrets.token_hex(6))
+    manager: str = field(default_factory=lambda: "gitlab-runner-7c9f8d6b5-" + secrets.token_hex(3)[:5])
+    timestamps: bool | None = None  # FF_TIMESTAMPS; None: the version's default (on from 19.0)
+    feature_flags: dict[str, bool] = field(default_factory=dict)
+    image_pull_fails: bool = False
     server_address: str = "127.0.0.1:9000"
     bucket: str = "runner"
     path: str = ""
@@ -109,8 +130,6 @@ class FakeRunner:
     access_key: str | None = None
     secret_key: str | None = None
     region: str = "us-east-1"
-    # All jobs of this runner land in one pod (same HOSTNAME, same working tree): nothing proves sharing.
-    same_pod: bool = False
     id: int = 0
 
     @classmethod
@@ -140,15 +159,32 @@ class FakeRunner:
         token = re.sub(r"^GR[0-9A-Fa-f]{7}", "", re.sub(r"^glcbt-", "", token))
         return token[:9]
 
-    def picks(self, job_tags: list[str]) -> bool:
-        """GitLab's matching rule: every job tag on the runner; an untagged job needs ``run_untagged``."""
-        if not self.online:
+    def picks(self, job_tags: list[str], project_id: int, protected_ref: bool) -> bool:
+        """GitLab's matching rule: online, not paused, enabled for the project, every job tag on the runner (an
+        untagged job needs ``run_untagged``), and a protected runner only for a protected ref."""
+        if not self.online or self.paused or (self.projects is not None and project_id not in self.projects):
+            return False
+        if self.access_level == "ref_protected" and not protected_ref:
             return False
         return set(job_tags) <= set(self.tags) if job_tags else self.run_untagged
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "description": self.name, "active": True, "paused": False, "is_shared": False,
-                "runner_type": "project_type", "online": self.online, "status": "online" if self.online else "offline"}  # fmt: skip
+        """``API::Entities::Ci::Runner`` (``lib/api/entities/ci/runner.rb``)."""
+        return {"id": self.id, "description": self.name, "ip_address": None, "active": not self.paused,
+                "paused": self.paused, "is_shared": self.runner_type == "instance_type",
+                "runner_type": self.runner_type, "name": "gitlab-runner", "online": self.online,
+                "status": "online" if self.online else "offline"}  # fmt: skip
+
+    def details(self) -> dict[str, Any]:
+        """``GET /runners/:id`` adds the settings that decide which jobs it takes."""
+        return {**self.summary(), "tag_list": list(self.tags), "run_untagged": self.run_untagged,
+                "locked": False, "access_level": self.access_level}  # fmt: skip
+
+    def manager_json(self) -> dict[str, Any]:
+        """``API::Entities::Ci::RunnerManager``: ``system_id`` is the trace's "system ID"."""
+        return {"id": self.id * 100 + 1, "system_id": self.system_id, "version": self.version,
+                "revision": self.revision, "platform": "linux", "architecture": "amd64", "ip_address": "10.42.0.7",
+                "status": "online"}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------- state
@@ -183,6 +219,11 @@ class Project:
     cache_index: int | None = None  # "Clear runner caches" increments it; absent until the first clear
     separate_caches: bool = True  # "Use separate caches for protected branches"
     ci_enabled: bool = True  # CI/CD off in the project settings: creating a pipeline answers 403
+    ci_config_path: str | None = None  # "" / None: .gitlab-ci.yml; "x.yml@group/other"; "https://…"
+
+    @property
+    def ci_file(self) -> str:
+        return (self.ci_config_path or ".gitlab-ci.yml").lstrip("/")
 
     def is_protected(self, ref: str) -> bool:
         return any(fnmatch.fnmatchcase(ref, pattern) for pattern in self.protected)
@@ -191,10 +232,12 @@ class Project:
         namespace, _, name = self.path.rpartition("/")
         return {
             "id": self.id, "name": name, "path": name, "path_with_namespace": self.path,
-            "name_with_namespace": self.path.replace("/", " / "), "default_branch": self.default_branch,
+            "name_with_namespace": self.path.replace("/", " / "),
+            "default_branch": self.default_branch if self.branches else None,
             "namespace": {"id": self.id * 10, "name": namespace, "path": namespace, "full_path": namespace, "kind": "group"},
             "web_url": f"{base_url}/{self.path}", "http_url_to_repo": f"{base_url}/{self.path}.git",
-            "visibility": "private", "archived": False,
+            "visibility": "private", "archived": False, "empty_repo": not self.branches,
+            "ci_config_path": self.ci_config_path,
         }  # fmt: skip
 
 
@@ -210,10 +253,8 @@ class Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     hostname: str | None = None
-    trace: list[str] = field(default_factory=list)
-
-    def log(self, *lines: str) -> None:
-        self.trace.extend(lines)
+    trace: TraceWriter | None = None
+    failure_reason: str | None = None
 
 
 @dataclass
@@ -244,12 +285,20 @@ class GitLabFake:
 
     def __init__(self, token: str | None = None, *, work_dir: Path | None = None) -> None:
         self.token = token or "glpat-" + secrets.token_urlsafe(15)
+        # The token's scopes and its user's role in every project (pipelines: Owner deletes; runners: Maintainer).
+        self.token_scopes: set[str] = {"api"}
+        self.role = "maintainer"
+        # Seconds the pipeline-create answer is held back after the pipeline exists (a client read timeout).
+        self.slow_pipeline_create = 0.0
+        self._throttled, self._retry_after = 0, 1
         self.projects: dict[int, Project] = {}
         self.pipelines: dict[int, Pipeline] = {}
         self.runners: list[FakeRunner] = []
         self.calls: list[tuple[str, str]] = []
         # Failure modes that belong to GitLab rather than to a runner.
         self.stall_jobs: set[str] = set()
+        # Jobs added to every API pipeline, as a pipeline execution policy does (name → job spec).
+        self.injected_jobs: dict[str, dict[str, Any]] = {}
         self.protection_override: dict[str, str] = {}
         self.lock = threading.RLock()
         self._ids = {"project": 0, "pipeline": 1000, "job": 5000}
@@ -292,20 +341,48 @@ class GitLabFake:
 
     # ---- state helpers for tests
 
-    def add_project(self, path: str, project_id: int | None = None, *, files: dict[str, str] | None = None) -> int:
-        """A project with one commit on ``main`` (a README, plus ``files``); returns its id."""
+    def add_project(
+        self, path: str, project_id: int | None = None, *, files: dict[str, str] | None = None, empty: bool = False,
+        ci_config_path: str | None = None,
+    ) -> int:  # fmt: skip
+        """A project with one commit on ``main`` (a README, plus ``files``), or an ``empty`` one; returns its id."""
         with self.lock:
             if project_id is None:
                 self._ids["project"] += 1
                 project_id = self._ids["project"]
             if project_id in self.projects or any(p.path == path for p in self.projects.values()):
                 raise ValueError(f"project {path!r} / {project_id} exists")
-            project = Project(id=project_id, path=path)
-            commit = Commit(_sha(), "Initial commit", {"README.md": f"# {path}\n", **(files or {})}, None)
-            project.commits[commit.sha] = commit
-            project.branches[project.default_branch] = commit.sha
+            project = Project(id=project_id, path=path, ci_config_path=ci_config_path)
+            if not empty:
+                commit = Commit(_sha(), "Initial commit", {"README.md": f"# {path}\n", **(files or {})}, None)
+                project.commits[commit.sha] = commit
+                project.branches[project.default_branch] = commit.sha
             self.projects[project_id] = project
             return project_id
+
+    def project(self, project_id: int) -> Project:
+        return self._project_by_id(project_id)
+
+    def throttle(self, requests: int, retry_after: int = 1) -> None:
+        """The next ``requests`` API calls answer 429 with ``Retry-After`` (Rack::Attack's plain-text body)."""
+        with self.lock:
+            self._throttled, self._retry_after = requests, retry_after
+
+    def fail_after(self, trigger: str | None, status: int = 502, requests: int = 1_000_000) -> None:
+        """Fault switch (issue 14): once a request whose path contains ``trigger`` was let through (at once when
+        ``trigger`` is None), the next ``requests`` API calls answer ``status``, as a GitLab behind a failing proxy."""
+        with self.lock:
+            self._fault = {"trigger": trigger, "status": status, "left": requests, "armed": trigger is None}
+
+    def _injected_fault(self, raw_path: str) -> Response | None:
+        fault = getattr(self, "_fault", None)
+        if not fault or fault["left"] <= 0:
+            return None
+        if not fault["armed"]:
+            fault["armed"] = fault["trigger"] in raw_path
+            return None
+        fault["left"] -= 1
+        return Response("<html><body>502 Bad Gateway</body></html>", status=fault["status"], mimetype="text/html")
 
     def add_branch(self, project_id: int, name: str, ref: str | None = None) -> dict[str, Any]:
         """Create branch ``name`` at ``ref`` (default branch when omitted); returns the branch JSON."""
@@ -329,8 +406,10 @@ class GitLabFake:
             self._project_by_id(project_id).protected.append(pattern)
 
     def add_runner(self, runner: FakeRunner) -> FakeRunner:
+        """Register ``runner``; one with the token of an earlier one is another manager of that registration."""
         with self.lock:
-            runner.id = len(self.runners) + 1
+            same = next((known for known in self.runners if known.token == runner.token), None)
+            runner.id = same.id if same else len({known.id for known in self.runners}) + 1
             self.runners.append(runner)
             return runner
 
@@ -356,6 +435,8 @@ class GitLabFake:
             response = self._dispatch(request, raw_path)
         except ApiError as error:
             response = self._json({"message": error.message}, error.status)
+        if delay := environ.get("fake.delay"):
+            time.sleep(delay)  # the work is done; only the answer is late
         return response(environ, start_response)
 
     @staticmethod
@@ -426,6 +507,9 @@ class GitLabFake:
             ("POST", r"/projects/(?P<project>[^/]+)/pipeline", "_post_pipeline"),
             ("GET", r"/projects/(?P<project>[^/]+)/pipelines", "_list_pipelines"),
             ("GET", r"/projects/(?P<project>[^/]+)/pipelines/(?P<pipeline>\d+)", "_get_pipeline"),
+            ("DELETE", r"/projects/(?P<project>[^/]+)/pipelines/(?P<pipeline>\d+)", "_delete_pipeline"),
+            ("GET", r"/projects/(?P<project>[^/]+)/runners", "_list_project_runners"),
+            ("GET", r"/runners/(?P<runner>\d+)", "_get_runner"),
             ("GET", r"/projects/(?P<project>[^/]+)/pipelines/(?P<pipeline>\d+)/jobs", "_list_jobs"),
             ("POST", r"/projects/(?P<project>[^/]+)/pipelines/(?P<pipeline>\d+)/cancel", "_cancel_pipeline"),
             ("GET", r"/projects/(?P<project>[^/]+)/jobs/(?P<job>\d+)", "_get_job"),
@@ -439,6 +523,19 @@ class GitLabFake:
         path = raw_path[len(API) :]
         if not self._authorized(request):
             raise ApiError(401, "401 Unauthorized")
+        with self.lock:
+            if self._throttled > 0:
+                self._throttled -= 1
+                return Response("Retry later\n", status=429, mimetype="text/plain",
+                                headers={"Retry-After": str(self._retry_after)})  # fmt: skip
+            if (injected := self._injected_fault(raw_path)) is not None:
+                return injected
+        if request.method != "GET" and "api" not in self.token_scopes:
+            return self._json({
+                "error": "insufficient_scope",
+                "error_description": "The request requires higher privileges than provided by the access token.",
+                "scope": "api",
+            }, 403)  # fmt: skip
         allowed = False
         for method, pattern, handler in self._ROUTES:
             match = pattern.match(path)
@@ -531,27 +628,48 @@ class GitLabFake:
     # ---- files and commits
 
     def _commit(
-        self, project: Project, branch: str, start: str | None, message: str, changes: dict[str, str | None]
+        self,
+        project: Project,
+        branch: str,
+        start: str | None,
+        message: str,
+        changes: dict[str, str | None],
+        actions: dict[str, str] | None = None,
     ) -> Commit:
-        """Commit ``changes`` (path → content, ``None`` deletes) to ``branch``; a push pipeline follows unless skipped."""
+        """Commit ``changes`` (path → content, ``None`` deletes) to ``branch``; a push pipeline follows unless skipped.
+
+        ``actions`` (path → create/update/delete) are checked as GitLab's commits API does: ``create`` of an
+        existing path and ``update``/``delete`` of a missing one are refused with 400. In an empty repository the
+        commit creates ``branch`` from nothing — and it becomes the default branch.
+        """
+        parent_sha: str | None
         if branch in project.branches:
             parent_sha = project.branches[branch]
+        elif not project.branches:
+            parent_sha = None
         else:
             if start is None:
                 raise ApiError(400, "You can only create or edit files when you are on a branch")
             parent_sha = self._resolve_ref(project, start)
             if parent_sha is None:
                 raise ApiError(400, f"Invalid reference name: {start}")
-        files = dict(project.commits[parent_sha].files)
+        files = dict(project.commits[parent_sha].files) if parent_sha else {}
+        for path, action in (actions or {}).items():
+            if action == "create" and path in files:
+                raise ApiError(400, "A file with this name already exists")
+            if action in {"update", "delete"} and path not in files:
+                raise ApiError(400, "A file with this name doesn't exist")
         for path, content in changes.items():
             if content is None:
                 files.pop(path, None)
             else:
                 files[path] = content
         commit = Commit(_sha(), message, files, parent_sha)
+        if not project.branches:
+            project.default_branch = branch
         project.commits[commit.sha] = commit
         project.branches[branch] = commit.sha
-        if ".gitlab-ci.yml" in files:
+        if project.ci_file in files:
             self._start_pipeline(project, branch, commit, source="push", skipped=bool(_SKIP_CI.search(message)))
         return commit
 
@@ -592,6 +710,7 @@ class GitLabFake:
             if required not in body:
                 raise ApiError(400, f"{required} is missing")
         changes: dict[str, str | None] = {}
+        kinds: dict[str, str] = {}
         for action in body["actions"]:
             kind, path = action.get("action"), action.get("file_path")
             if kind not in {"create", "update", "delete"} or not path:
@@ -600,7 +719,8 @@ class GitLabFake:
             if action.get("encoding") == "base64":
                 content = base64.b64decode(content).decode()
             changes[path] = None if kind == "delete" else content
-        commit = self._commit(found, body["branch"], body.get("start_branch"), body["commit_message"], changes)
+            kinds[path] = kind
+        commit = self._commit(found, body["branch"], body.get("start_branch"), body["commit_message"], changes, kinds)
         return self._json(commit.to_json(), 201)
 
     def _get_commit(self, request: Request, raw_path: str, project: str, sha: str) -> Response:
@@ -635,8 +755,10 @@ class GitLabFake:
             "tag": False, "allow_failure": False, "created_at": _iso(job.created_at),
             "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at), "duration": duration,
             "queued_duration": ((job.started_at or _now()) - job.created_at).total_seconds(),
-            "tag_list": list(job.spec.get("tags") or []),
+            "tag_list": sorted(str(tag) for tag in job.spec.get("tags") or []),
             "runner": job.runner.summary() if job.runner else None,
+            "runner_manager": job.runner.manager_json() if job.runner else None,
+            **({"failure_reason": job.failure_reason or "script_failure"} if job.status == "failed" else {}),
             "pipeline": {"id": pipeline.id, "project_id": pipeline.project.id, "ref": pipeline.ref,
                          "sha": pipeline.sha, "status": pipeline.status},
             "web_url": f"{base_url}/{pipeline.project.path}/-/jobs/{job.id}",
@@ -667,7 +789,36 @@ class GitLabFake:
             raise ApiError(400, {"base": ["Reference not found"]})
         commit = found.commits[found.branches[ref]]
         pipeline = self._start_pipeline(found, ref, commit, source="api", skipped=False)
+        request.environ["fake.delay"] = self.slow_pipeline_create
         return self._json(self._pipeline_json(pipeline, request.host_url.rstrip("/")), 201)
+
+    def _delete_pipeline(self, request: Request, raw_path: str, project: str, pipeline: str) -> Response:
+        """Only an Owner may delete a pipeline (``doc/api/pipelines.md``); running jobs are stopped first."""
+        found = self._find_pipeline(self._project(project), pipeline)
+        if self.role != "owner":
+            raise ApiError(403, "403 Forbidden")
+        found.cancel.set()
+        del self.pipelines[found.id]
+        return Response(status=204)
+
+    def _list_project_runners(self, request: Request, raw_path: str, project: str) -> Response:
+        """The runners enabled for a project (``GET /projects/:id/runners``): Maintainer role and up."""
+        found = self._project(project)
+        if self.role not in {"maintainer", "owner"}:
+            raise ApiError(403, "403 Forbidden")
+        seen: dict[int, FakeRunner] = {}
+        for runner in self.runners:
+            if runner.projects is None or found.id in runner.projects:
+                seen.setdefault(runner.id, runner)
+        return self._paginate(request, raw_path, [runner.summary() for runner in seen.values()])
+
+    def _get_runner(self, request: Request, raw_path: str, runner: str) -> Response:
+        found = next((known for known in self.runners if known.id == int(runner)), None)
+        if found is None:
+            raise ApiError(404, "404 Runner Not Found")
+        if self.role not in {"maintainer", "owner"}:
+            raise ApiError(403, "403 Forbidden")
+        return self._json(found.details())
 
     def _list_pipelines(self, request: Request, raw_path: str, project: str) -> Response:
         found = self._project(project)
@@ -696,8 +847,8 @@ class GitLabFake:
             if job.status in {"created", "pending", "running"}:
                 job.status = "canceled"
                 job.finished_at = _now() if job.started_at else None
-                if job.started_at:
-                    job.log("ERROR: Job failed: canceled")
+                if job.trace is not None:
+                    job.trace.finish("canceled")
         if found.status in {"created", "pending", "running"}:
             found.status = "canceled"
             found.finished_at = _now()
@@ -709,16 +860,33 @@ class GitLabFake:
 
     def _get_trace(self, request: Request, raw_path: str, project: str, job: str) -> Response:
         _, found = self._find_job(self._project(project), job)
-        text = "".join(line + "\n" for line in found.trace)
-        return Response(text, status=200, mimetype="text/plain")
+        raw = found.trace.raw() if found.trace is not None else b""
+        return Response(raw, status=200, mimetype="text/plain")
 
     # ---- pipeline execution
 
-    def _start_pipeline(self, project: Project, ref: str, commit: Commit, *, source: str, skipped: bool) -> Pipeline:
-        config = commit.files.get(".gitlab-ci.yml")
+    def _ci_config(self, project: Project, commit: Commit) -> str:
+        """The configuration a pipeline runs: the commit's own file, or another project's (``file@group/project``)."""
+        path = project.ci_file
+        if "://" in path:
+            raise ApiError(400, {"base": [f"Remote file `{path}` could not be fetched because of a timeout error!"]})
+        if "@" in path:
+            file, _, other = path.partition("@")
+            elsewhere = next((p for p in self.projects.values() if p.path == other.split(":")[0]), None)
+            if elsewhere is None or not elsewhere.branches:
+                raise ApiError(400, {"base": [f"Project `{other}` not found or access denied!"]})
+            config = elsewhere.commits[elsewhere.branches[elsewhere.default_branch]].files.get(file)
+        else:
+            config = commit.files.get(path)
         if config is None:
             raise ApiError(400, {"base": ["Missing CI config file"]})
+        return config
+
+    def _start_pipeline(self, project: Project, ref: str, commit: Commit, *, source: str, skipped: bool) -> Pipeline:
+        config = self._ci_config(project, commit)
         jobs = [] if skipped else self._parse_jobs(config)
+        if source == "api":  # policy jobs run last (.post), after the project's own
+            jobs += [(name, ".post", dict(spec)) for name, spec in self.injected_jobs.items()]
         self._ids["pipeline"] += 1
         pipeline = Pipeline(
             id=self._ids["pipeline"],
@@ -764,7 +932,9 @@ class GitLabFake:
                         ]
                     },
                 )
-            jobs.append((name, stage, spec))
+            # Global variables apply to every job; the job's own win (GitLab's precedence).
+            variables = {**(document.get("variables") or {}), **(spec.get("variables") or {})}
+            jobs.append((name, stage, {**spec, "variables": variables}))
         if not jobs:
             raise ApiError(400, {"base": ["jobs config should contain at least one visible job"]})
         return sorted(jobs, key=lambda item: stages.index(item[1]))
@@ -811,11 +981,12 @@ class GitLabFake:
         self._set_pipeline_status(pipeline)
 
     def _wait_for_runner(self, pipeline: Pipeline, job: Job) -> FakeRunner | None:
-        """The next online runner whose tags match (round robin); None when cancelled while pending."""
+        """The next runner that may take the job (round robin); None when cancelled while pending."""
         tags = [str(tag) for tag in job.spec.get("tags") or []]
+        protected = pipeline.project.is_protected(pipeline.ref)
         while not pipeline.cancel.is_set():
             with self.lock:
-                candidates = [runner for runner in self.runners if runner.picks(tags)]
+                candidates = [runner for runner in self.runners if runner.picks(tags, pipeline.project.id, protected)]
                 if candidates:
                     runner = candidates[self._assigned % len(candidates)]
                     self._assigned += 1
@@ -843,11 +1014,12 @@ class JobExecution:
     def __init__(self, fake: GitLabFake, pipeline: Pipeline, job: Job, runner: FakeRunner) -> None:
         self.fake, self.pipeline, self.job, self.runner = fake, pipeline, job, runner
         project = pipeline.project
-        pod_suffix = "shared0" if runner.same_pod else secrets.token_hex(3)[:5]
+        # Kubernetes executor: a new pod per job (executors/kubernetes names it after the token and project).
+        pod_suffix = secrets.token_hex(3)[:5]
         self.pod = (
             f"runner-{runner.short_token.lower().replace('_', '-')}-project-{project.id}-concurrent-0-{pod_suffix}"
         )
-        self.pod_root = fake.pod_dir(f"{self.pod}-{job.id}" if not runner.same_pod else self.pod)
+        self.pod_root = fake.pod_dir(f"{self.pod}-{job.id}")
         self.build_dir = self.pod_root / "builds" / project.path
         self.build_dir.mkdir(parents=True, exist_ok=True)
         self.variables = self._variables()
@@ -871,49 +1043,71 @@ class JobExecution:
     def _expand(text: str, variables: dict[str, str]) -> str:
         return _VARIABLE.sub(lambda m: variables.get(m.group(1) or m.group(2), ""), text)
 
-    def log(self, *lines: str) -> None:
-        with self.fake.lock:
-            self.job.log(*lines)
-
     # ---- the job
 
     def run(self) -> str:
+        """The job as a kubernetes-executor runner runs it; returns its final status (the trace says why)."""
         runner, job = self.runner, self.job
-        self.job.hostname = self.pod
-        self.log(
-            f"Running with gitlab-runner {runner.version} (a1b2c3d4)",
-            f"  on {runner.name} {runner.short_token}, system ID: s_{hashlib.sha1(runner.token.encode()).hexdigest()[:12]}",
-            'Preparing the "kubernetes" executor',
-            "Using Kubernetes namespace: gitlab-runner",
-            f"Using Kubernetes executor with image {job.spec.get('image', 'busybox:latest')} ...",
-            "Preparing environment",
-            f"Running on {self.pod} via gitlab-runner-7c9f8d6b5-x2x4q...",
-            "Getting source from Git repository",
-            f"Checking out {self.pipeline.sha[:8]} as detached HEAD (ref is {self.pipeline.ref})...",
-        )
+        job.hostname = self.pod
+        trace = job.trace = TraceWriter(runner.version, timestamps=runner.timestamps)
+        trace.header(runner.name, runner.short_token, runner.system_id, runner.revision, runner.feature_flags)
+        image = job.spec.get("image", "busybox:1.37.0")
+        trace.start("prepare_executor")
+        trace.println("Using Kubernetes namespace: gitlab-runner")
+        trace.println(f"Using Kubernetes executor with image {image} ...")
+        trace.println("Using attach strategy to execute scripts...")
+        trace.end("prepare_executor")
+        trace.start("prepare_script")
+        trace.println(f"Waiting for pod gitlab-runner/{self.pod} to be running, status is Pending")
+        if runner.image_pull_fails:
+            # executors/kubernetes: ErrImagePull → BuildError{FailureReason: ImagePullFailure}, which GitLab
+            # versions without that reason receive as runner_system_failure (common/network.go@v19.3.0:128).
+            job.failure_reason = "runner_system_failure"
+            trace.finish(
+                f'prepare environment: waiting for pod running: pulling image "{image}": image pull failed: '
+                f'Back-off pulling image "{image}". Check https://docs.gitlab.com/runner/shells/index.html#shell-profile-loading for more information'
+            )
+            return "failed"
+        trace.echo(f"Running on {self.pod} via {runner.manager}...")
+        trace.end("prepare_script")
+        trace.start("get_sources")
+        if self.variables.get("GIT_STRATEGY") == "none":
+            trace.notice("Skipping Git repository setup")
+        else:
+            trace.notice("Fetching changes with git depth set to 20...")
+            trace.echo(f"Initialized empty Git repository in {self.build_dir}/.git/")
+            trace.notice(f"Checking out {self.pipeline.sha[:8]} as detached HEAD (ref is {self.pipeline.ref})...")
+        trace.end("get_sources")
         caches = self._caches()
         if any(cache["policy"] in {"pull", "pull-push"} for cache in caches):
-            self.log("Restoring cache")
+            trace.start("restore_cache")
             for cache in caches:
                 if cache["policy"] in {"pull", "pull-push"}:
                     self._restore(cache)
-        self.log('Executing "step_script" stage of the job script')
+            trace.end("restore_cache")
+        trace.start("step_script")
         exit_code = self._script()
         if exit_code is None:  # cancelled
+            trace.finish("canceled")
             return "canceled"
+        trace.end("step_script")
         if job.name in self.fake.stall_jobs:
             self.pipeline.cancel.wait(JOB_HARD_LIMIT)
+            trace.finish("canceled")
             return "canceled"
         if exit_code == 0 and any(cache["policy"] in {"push", "pull-push"} for cache in caches):
-            self.log("Saving cache for successful job")
+            trace.start("archive_cache")
             for cache in caches:
                 if cache["policy"] in {"push", "pull-push"}:
                     self._save(cache)
-        self.log("Cleaning up project directory and file based variables")
+            trace.end("archive_cache")
+        trace.start("cleanup_file_variables")
+        trace.end("cleanup_file_variables")
         if exit_code == 0:
-            self.log("Job succeeded")
+            trace.finish()
             return "success"
-        self.log(f"ERROR: Job failed: command terminated with exit code {exit_code}")
+        job.failure_reason = "script_failure"
+        trace.finish(f"command terminated with exit code {exit_code}")
         return "failed"
 
     def _caches(self) -> list[dict[str, Any]]:
@@ -938,10 +1132,15 @@ class JobExecution:
 
     def _object_name(self, key: str) -> str:
         """``[<Path>/][runner/<short-token>/]project/<id>/<key>`` as gitlab-runner's cache.go builds it (written out
-        here, not through tasks/keys/layout.py)."""
+        here, not through tasks/keys/layout.py); with FF_HASH_CACHE_KEYS the key is its sha256, sharded by its
+        first two hex digits from 19.0 (``shells/abstract.go@v18.4.0``, ``cache/cache.go@v19.3.0 GetAdapter``)."""
         runner = self.runner
         prefix = f"{runner.path}/" if runner.path else ""
         namespace = "" if runner.shared else f"runner/{runner.short_token}/"
+        if runner.feature_flags.get("FF_HASH_CACHE_KEYS"):
+            key = hashlib.sha256(key.encode()).hexdigest()
+            if version_tuple(runner.version) >= (19, 0):
+                key = f"{key[:2]}/{key}"
         return f"{prefix}{namespace}project/{self.pipeline.project.id}/{key}"
 
     def _local_cache(self, key: str) -> Path:
@@ -964,68 +1163,94 @@ class JobExecution:
         )
 
     @staticmethod
-    def _go_error(verb: str, url: str, error: Exception) -> str:
-        """How Go's net/http reports a transport error (note: with the full presigned URL, as real traces do)."""
+    def _masked(url: str) -> str:
+        """The URL as the trace shows it: urlsanitizer.go masks X-Amz-Credential/-Signature/-Security-Token."""
+        return re.sub(r"(?i)((?:^|[?&])x-amz-(?:credential|signature|security-token)=)[^&]*", r"\1[MASKED]", url)
+
+    def _go_error(self, verb: str, url: str, error: Exception) -> str:
+        """How Go's net/http reports a transport error, with the request URL as the trace shows it."""
         text = str(error)
-        if (
-            "WRONG_VERSION_NUMBER" in text
-            or "wrong version number" in text
-            or "record layer" in text
-            or "SSL" in type(error).__name__.upper()
-        ):
+        if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or "record layer" in text:
             reason = "http: server gave HTTP response to HTTPS client"
         elif "refused" in text.lower():
-            host = urlsplit(url).netloc
-            reason = f"dial tcp {host}: connect: connection refused"
+            reason = f"dial tcp {urlsplit(url).netloc}: connect: connection refused"
         else:
             reason = "read: connection reset by peer"
-        return f'{verb} "{url}": {reason}'
+        return f'{verb} "{self._masked(url)}": {reason}'
+
+    def _transfer(
+        self, method: str, url: str, body: bytes | None = None
+    ) -> tuple[urllib3.BaseHTTPResponse | None, str | None]:
+        """One request with ``doRetry``'s policy (retry_helper.go): 5xx and transport errors are tried 3 times in
+        all, a 4xx fails at once. Returns the final answer, or the Go error text of the last transport failure."""
+        trace = self.job.trace
+        assert trace is not None
+        for attempt in range(3):
+            try:
+                headers = {"Content-Type": "application/zip"} if body is not None else None
+                response = self._http().request(method, url, body=body, headers=headers)
+            except urllib3.exceptions.HTTPError as error:
+                failure = self._go_error("Put" if method == "PUT" else "Get", url, error)
+                if attempt < 2:
+                    trace.helper("warning", "Retrying...", error=failure)
+                    continue
+                return None, failure
+            if response.status >= 500 and attempt < 2:
+                trace.helper(
+                    "warning",
+                    "Retrying...",
+                    error=trace.received(response.status, response.reason or "", response.data),
+                )
+                continue
+            return response, None
+        raise AssertionError("unreachable")
 
     def _restore(self, cache: dict[str, Any]) -> None:
+        """``cache-extractor`` (commands/helpers/cache_extractor.go): download, then extract; any failure exits 1."""
+        trace = self.job.trace
+        assert trace is not None
         key = cache["key"]
-        self.log(f"Checking cache for {key}...")
+        trace.notice(f"Checking cache for {key}...")
         if not (self.runner.access_key and self.runner.secret_key):
-            self.log("No URL provided, cache will not be downloaded from shared cache server. "
-                     "Instead a local version of cache will be extracted.")  # fmt: skip
+            trace.helper("info", "No URL provided, cache will not be downloaded from shared cache server. "
+                                 "Instead a local version of cache will be extracted.")  # fmt: skip
             local = self._local_cache(key)
             if local.is_file():
                 self._extract(local.read_bytes())
-                self.log("Successfully extracted cache")
+                trace.notice("Successfully extracted cache")
             else:
-                self.log("WARNING: file does not exist", "Failed to extract cache")
+                trace.helper("warning", "Cache file does not exist")
+                trace.warning("Failed to extract cache")
             return
         url = self._presigned("GET", key)
-        clean = url.split("?", 1)[0]
-        try:
-            response = self._http().request("GET", url)
-        except urllib3.exceptions.HTTPError as error:
-            line = self._go_error("Get", url, error)
-            self.log(
-                f"WARNING: Retrying...                                  error={line}",
-                f"FATAL: {line}",
-                "Failed to extract cache",
-            )
+        if version_tuple(self.runner.version) >= (19, 0):
+            trace.helper("info", "Using presigned URL for cache download")
+        response, failure = self._transfer("GET", url)
+        if response is None:
+            trace.helper("warning", failure or "")
+            trace.warning("Failed to extract cache")
             return
         if response.status == 404:
-            self.log("WARNING: file does not exist", "Failed to extract cache")
+            trace.helper("warning", "file does not exist")
+            trace.warning("Failed to extract cache")
             return
         if response.status != 200:
-            reason = _s3_reason(response)
-            self.log(
-                f"WARNING: Retrying...                                  error=Received: {reason}",
-                f"FATAL: received: {reason}",
-                "Failed to extract cache",
-            )
+            trace.helper("warning", trace.received(response.status, response.reason or "", response.data))
+            trace.warning("Failed to extract cache")
             return
-        self.log(f"Downloading cache from {clean}  ETag={response.headers.get('ETag', '')}")
+        etag, version = response.headers.get("ETag", ""), version_tuple(self.runner.version)
+        fields = {("etag" if version >= (19, 0) else "ETag"): etag} if etag and version >= (18, 0) else {}
+        trace.helper("info", f"Downloading cache from {url.split('?', 1)[0]}", **fields)
         self._extract(response.data)
-        self.log("Successfully extracted cache")
+        trace.notice("Successfully extracted cache")
 
     def _extract(self, data: bytes) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             archive.extractall(self.build_dir)
 
     def _archive(self, paths: list[str]) -> bytes:
+        trace = self.job.trace
+        assert trace is not None
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for pattern in paths:
@@ -1036,47 +1261,39 @@ class JobExecution:
                         archive.write(item, item.relative_to(self.build_dir).as_posix())
                         count += 1
                 if count:
-                    self.log(f"{pattern}: found {count} matching artifact files and directories")
+                    trace.helper("info", f"{pattern}: found {count} matching artifact files and directories")
                 else:
-                    self.log(
-                        f"WARNING: {pattern}: no matching files. Ensure that the artifact path is relative to the working directory"
-                    )
+                    trace.helper("warning", f"{pattern}: no matching files. Ensure that the artifact path is relative to the working directory")  # fmt: skip
         return buffer.getvalue()
 
     def _save(self, cache: dict[str, Any]) -> None:
+        """``cache-archiver`` (commands/helpers/cache_archiver.go): archive, then upload; failures are FATAL."""
+        trace = self.job.trace
+        assert trace is not None
         key = cache["key"]
-        self.log(f"Creating cache {key}...")
+        trace.notice(f"Creating cache {key}...")
         data = self._archive(cache["paths"])
         if not (self.runner.access_key and self.runner.secret_key):
             local = self._local_cache(key)
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_bytes(data)
-            self.log(
-                "No URL provided, cache will not be uploaded to shared cache server. Cache will be stored only locally.",
-                "Created cache",
-            )
+            trace.helper("info", "No URL provided, cache will not be uploaded to shared cache server. "
+                                 "Cache will be stored only locally.")  # fmt: skip
+            trace.notice("Created cache")
             return
         url = self._presigned("PUT", key)
-        self.log(f"Uploading cache.zip to {url.split('?', 1)[0]}")
-        try:
-            response = self._http().request("PUT", url, body=data, headers={"Content-Type": "application/zip"})
-        except urllib3.exceptions.HTTPError as error:
-            line = self._go_error("Put", url, error)
-            self.log(
-                f"WARNING: Retrying...                                  error={line}",
-                f"FATAL: {line}",
-                "Failed to create cache",
+        if version_tuple(self.runner.version) >= (19, 0):
+            trace.helper("info", "Using presigned URL for cache upload")
+        trace.helper("info", f"Uploading cache.zip to {url.split('?', 1)[0]}")
+        response, failure = self._transfer("PUT", url, data)
+        if response is None or response.status // 100 != 2:
+            reason = (
+                failure if response is None else trace.received(response.status, response.reason or "", response.data)
             )
+            trace.helper("fatal", reason)
+            trace.warning("Failed to create cache")
             return
-        if response.status != 200:
-            reason = _s3_reason(response)
-            self.log(
-                f"WARNING: Retrying...                                  error=received: {reason}",
-                f"FATAL: received: {reason}",
-                "Failed to create cache",
-            )
-            return
-        self.log("Created cache")
+        trace.notice("Created cache")
 
     def _script(self) -> int | None:
         """Run the ``script`` lines with ``sh`` like the runner: echo each as ``$ line``, stop at the first failure."""
@@ -1084,7 +1301,7 @@ class JobExecution:
         lines = [lines] if isinstance(lines, str) else [str(line) for line in lines]
         body = ["set -e"]
         for line in lines:
-            body.append("printf '%s\\n' " + _sh_quote("$ " + line))
+            body.append("printf '\\033[32;1m%s\\033[0;m\\n' " + _sh_quote("$ " + line))  # bash.go Noticef
             body.append(line)
         script = self.pod_root / "script.sh"
         script.write_text("\n".join(body) + "\n")
@@ -1118,20 +1335,10 @@ class JobExecution:
 
     def _pump(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
+        trace = self.job.trace
+        assert trace is not None
         for line in process.stdout:
-            self.log(line.rstrip("\n"))
-
-
-def _s3_reason(response: urllib3.BaseHTTPResponse) -> str:
-    """The runner's wording for an S3 error answer: status, then the S3 error code and message when present."""
-    reason = f"{response.status} {response.reason}"
-    code = re.search(rb"<Code>([^<]+)</Code>", response.data or b"")
-    message = re.search(rb"<Message>([^<]+)</Message>", response.data or b"")
-    if code:
-        reason += f". Request failed with code: {code.group(1).decode()}"
-        if message:
-            reason += f", message: {message.group(1).decode()}"
-    return reason
+            trace.echo(line.rstrip("\n"))
 
 
 def _sh_quote(text: str) -> str:

@@ -7,12 +7,27 @@ and JSON-merge PATCH, and the defaults the apiserver fills in (so that a client 
 the live object must ignore fields it never set). What it serves:
 
 - ``GET|POST /api/v1/namespaces[/NAME]``
-- ``GET|POST|PATCH /api/v1/namespaces/NS/{secrets,services,persistentvolumeclaims}[/NAME]``
+- ``GET|POST|PATCH /api/v1/namespaces/NS/{secrets,services,persistentvolumeclaims}[/NAME]``, ``DELETE`` Secrets
 - ``GET|POST|PATCH /apis/apps/v1/namespaces/NS/deployments[/NAME]``
 
+Strict where a real cluster is strict:
+- **RBAC**: with ``rbac`` set (``Rbac.documented(...)``: the Roles of docs/deployments.md, tests/fakes/rbac.py),
+  every request is authorised as the API server does (verb and namespace from the URL like ``requestinfo.go``;
+  Role rules only in their namespace, ClusterRoles via ClusterRoleBindings everywhere) and refused with its 403.
+- Secrets: ``immutable`` ones refuse data changes (422, ``validation.go`` ValidateSecretUpdate), a
+  ``metadata.resourceVersion`` in a patch is a precondition (409 Conflict), DELETE takes preconditions.
+- Admission: a create in a missing namespace is 404 ``namespaces "X" not found``, in a terminating one 403 with the
+  ``NamespaceTerminating`` cause (namespace lifecycle); ``quota_exceeded`` kinds are refused 403 "exceeded quota".
+- ``throttle``: answer 429 with ``Retry-After`` and a plain-text body (``server/filters/maxinflight.go``).
+- ``race``: an object someone else creates between our read and our create (our POST then meets 409).
+
 There are no controllers, so a Deployment's ``status`` is simulated: after a spec change it reports the
-rollout as ``rollout`` says (complete after ``rollout_after_reads`` reads, stuck, or past its progress
-deadline). Every request is recorded in ``calls``; ``writes()`` are the ones that are not reads.
+rollout as ``rollout`` says (complete after ``rollout_after_reads`` reads, stuck, past its progress deadline,
+or ``replica-failure``). Pods the ReplicaSet controller could not create show as the ``ReplicaFailure``
+condition, as ``pkg/controller/deployment/progress.go`` copies it: always when the pod template breaks the
+namespace's enforced Pod Security Standard (label ``pod-security.kubernetes.io/enforce: restricted``) or lacks
+the requests/limits ``quota_requires`` names. Every request is recorded in ``calls``; ``writes()`` are the ones
+that are not reads.
 """
 
 from __future__ import annotations
@@ -33,6 +48,8 @@ from typing import Any, Literal
 import yaml
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.rbac import Rbac
+from tests.fakes.rbac import Request as Attributes
 from tests.fakes.server import WsgiThread
 
 PLURALS = {
@@ -41,6 +58,7 @@ PLURALS = {
     ("/api/v1", "persistentvolumeclaims"): "PersistentVolumeClaim",
     ("/apis/apps/v1", "deployments"): "Deployment",
 }
+API_GROUPS = {"Namespace": "", "Secret": "", "Service": "", "PersistentVolumeClaim": "", "Deployment": "apps"}
 API_VERSIONS = {
     "Namespace": "v1",
     "Secret": "v1",
@@ -70,6 +88,10 @@ _FACTORS.update({suffix: 1024 ** (i + 1) for i, suffix in enumerate(["Ki", "Mi",
 Key = tuple[str, str, str]  # (kind, namespace or "", name)
 
 
+class Throttled(Exception):
+    """Answered 429 Too Many Requests, as the API server's max-in-flight/APF filter does."""
+
+
 @dataclass
 class Call:
     """One request as the server saw it."""
@@ -81,11 +103,56 @@ class Call:
 
 
 class ApiError(Exception):
-    """Answered as a ``Status`` object, the way the apiserver reports failures."""
+    """Answered as a ``Status`` object, the way the apiserver reports failures (``details``: name, kind, causes)."""
 
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(self, code: int, reason: str, message: str, details: dict | None = None) -> None:
         super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+        self.code, self.reason, self.message, self.details = code, reason, message, details
+
+
+def restricted_violations(pod: dict) -> list[str]:
+    """What breaks the ``restricted`` Pod Security Standard (kubernetes.io/docs/concepts/security/pod-security-standards;
+    ``k8s.io/pod-security-admission/policy``), in its own words."""
+    security = pod.get("securityContext") or {}
+    problems = []
+    for container in pod.get("containers", []):
+        own, name = container.get("securityContext") or {}, container.get("name")
+        if own.get("allowPrivilegeEscalation") is not False:
+            problems.append(
+                f'allowPrivilegeEscalation != false (container "{name}" must set securityContext.allowPrivilegeEscalation=false)'
+            )
+        if "ALL" not in ((own.get("capabilities") or {}).get("drop") or []):
+            problems.append(
+                f'unrestricted capabilities (container "{name}" must set securityContext.capabilities.drop=["ALL"])'
+            )
+        if not own.get("runAsNonRoot", security.get("runAsNonRoot")):
+            problems.append(
+                f'runAsNonRoot != true (pod or container "{name}" must set securityContext.runAsNonRoot=true)'
+            )
+        if own.get("runAsUser", security.get("runAsUser")) == 0:
+            problems.append(f'runAsUser=0 (container "{name}" must not set runAsUser=0)')
+        profile = (own.get("seccompProfile") or security.get("seccompProfile") or {}).get("type")
+        if profile not in {"RuntimeDefault", "Localhost"}:
+            problems.append(
+                f'seccompProfile (pod or container "{name}" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")'
+            )
+    allowed = {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= allowed:
+            problems.append(
+                f'restricted volume types (volume "{volume["name"]}" uses {", ".join(sorted(kinds - allowed))})'
+            )
+    return problems
 
 
 def _quantity(value: str) -> float:
@@ -217,12 +284,23 @@ class FakeKubeApi:
     objects: dict[Key, dict] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     # How a Deployment's rollout goes after a spec change: completes after ``rollout_after_reads`` reads of
-    # the Deployment, never completes (``stuck``), or fails its progress deadline (``deadline``).
-    rollout: Literal["complete", "stuck", "deadline"] = "complete"
+    # the Deployment, never completes (``stuck``), fails its progress deadline (``deadline``), or its pods cannot
+    # be created (``replica-failure``, with ``replica_failure`` as the ReplicaSet controller's message).
+    rollout: Literal["complete", "stuck", "deadline", "replica-failure"] = "complete"
     rollout_after_reads: int = 0
+    replica_failure: str = 'pods "x" is forbidden: error looking up service account gitlab-runner/missing: not found'
     allow_volume_expansion: bool = True
     # (method, kind) -> HTTP status answered instead of doing the request, e.g. ("PATCH", "Secret"): 403.
     fail: dict[tuple[str, str], int] = field(default_factory=dict)
+    # The identity's permissions: None allows everything; Rbac.documented(...) is what docs/deployments.md grants.
+    rbac: Rbac | None = None
+    # (method, kind) -> how many times to answer 429 (Retry-After: ``retry_after``) before serving the request.
+    throttle: dict[tuple[str, str], int] = field(default_factory=dict)
+    retry_after: int = 1
+    # objects another client creates right after our GET of them found nothing (our POST then meets 409)
+    race: dict[Key, dict] = field(default_factory=dict)
+    quota_exceeded: set[str] = field(default_factory=set)  # kinds a full ResourceQuota refuses to create
+    quota_requires: list[str] = field(default_factory=list)  # e.g. ["limits.memory"]: pods without it fail
     lock: threading.Lock = field(default_factory=threading.Lock)
     _versions: itertools.count = field(default_factory=lambda: itertools.count(1000))
     _cluster_ips: itertools.count = field(default_factory=lambda: itertools.count(10))
@@ -259,6 +337,11 @@ class FakeKubeApi:
         with self.lock:
             return [call for call in self.calls if call.method not in {"GET", "HEAD"}]
 
+    def terminate(self, namespace: str) -> None:
+        """Mark ``namespace`` as being deleted (phase Terminating), as ``kubectl delete namespace`` leaves it."""
+        with self.lock:
+            self.objects[("Namespace", "", namespace)]["status"] = {"phase": "Terminating"}
+
     # --- the API -----------------------------------------------------------------------------------------
 
     def __call__(self, environ: dict, start_response: Any) -> Any:
@@ -272,9 +355,16 @@ class FakeKubeApi:
             try:
                 if request.headers.get("Authorization") != f"Bearer {self.token}":
                     raise ApiError(401, "Unauthorized", "Unauthorized")
+                watch = request.args.get("watch", "false").lower() not in {"false", "0"}
                 status, answer = self._route(
-                    request.method, request.path, request.headers.get("Content-Type", ""), body
+                    request.method, request.path, request.headers.get("Content-Type", ""), body, watch
                 )
+            except Throttled:
+                response = Response(
+                    "Too many requests, please try again later.\n", status=429, content_type="text/plain"
+                )
+                response.headers["Retry-After"] = str(self.retry_after)
+                return response(environ, start_response)
             except ApiError as error:
                 status, answer = (
                     error.code,
@@ -286,26 +376,48 @@ class FakeKubeApi:
                         "message": error.message,
                         "reason": error.reason,
                         "code": error.code,
+                        **({"details": error.details} if error.details else {}),
                     },
                 )
         return Response(json.dumps(answer), status=status, content_type="application/json")(environ, start_response)
 
-    def _route(self, method: str, path: str, content_type: str, body: Any) -> tuple[int, dict]:
+    def _route(self, method: str, path: str, content_type: str, body: Any, watch: bool = False) -> tuple[int, dict]:
         if match := _NAMESPACE.match(path):
-            kind, namespace, name = "Namespace", "", match[1]
+            # requestinfo.go: in /api/v1/namespaces/NAME the namespace *is* NAME (a Role there can allow reading it)
+            kind, namespace, name = "Namespace", match[1] or "", match[1]
         elif (match := _NAMESPACED.match(path)) and (match[1], match[3]) in PLURALS:
             kind, namespace, name = PLURALS[(match[1], match[3])], match[2], match[4]
         else:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        self._authorise(method, kind, namespace, name, watch)
+        if self.throttle.get((method, kind), 0) > 0:
+            self.throttle[(method, kind)] -= 1
+            raise Throttled
         if (method, kind) in self.fail:
             raise self._failure(self.fail[(method, kind)], method, kind, namespace)
+        if kind == "Namespace":
+            namespace = ""
         if method == "GET" and name:
             return 200, self._read(kind, namespace, name)
         if method == "POST" and not name:
             return 201, self._create(kind, namespace, body)
         if method == "PATCH" and name:
             return 200, self._patch(kind, namespace, name, content_type, body)
+        if method == "DELETE" and name and kind == "Secret":
+            return 200, self._delete(kind, namespace, name, body)
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    def _authorise(self, method: str, kind: str, namespace: str, name: str | None, watch: bool) -> None:
+        """RBAC, as ``plugin/pkg/auth/authorizer/rbac`` decides on ``requestinfo.go``'s attributes."""
+        if self.rbac is None:
+            return
+        verb = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+        attributes = Attributes(verb[method], API_GROUPS[kind], _RESOURCE_NAMES[kind], namespace, name or "")
+        if not name and method == "GET":
+            attributes = Attributes("watch" if watch else "list", API_GROUPS[kind], _RESOURCE_NAMES[kind], namespace)
+        if not self.rbac.allows(attributes):
+            details = {"name": name or "", "kind": _RESOURCE_NAMES[kind]}
+            raise ApiError(403, "Forbidden", attributes.words(self.rbac.user), details)
 
     @staticmethod
     def _failure(code: int, method: str, kind: str, namespace: str) -> ApiError:
@@ -320,11 +432,14 @@ class FakeKubeApi:
         )
 
     def _missing(self, kind: str, name: str) -> ApiError:
-        return ApiError(404, "NotFound", f'{_RESOURCE_NAMES[kind]} "{name}" not found')
+        details = {"name": name, "kind": _RESOURCE_NAMES[kind]}
+        return ApiError(404, "NotFound", f'{_RESOURCE_NAMES[kind]} "{name}" not found', details)
 
     def _read(self, kind: str, namespace: str, name: str) -> dict:
         key = (kind, namespace, name)
         if key not in self.objects:
+            if key in self.race:  # someone else creates it now, after our read found nothing
+                self._store(kind, namespace, copy.deepcopy(self.race.pop(key)))
             raise self._missing(kind, name)
         if kind == "Deployment":
             self._reads[key] = self._reads.get(key, 0) + 1
@@ -364,12 +479,41 @@ class FakeKubeApi:
 
     def _create(self, kind: str, namespace: str, body: Any) -> dict:
         self._validate(kind, namespace, body)
-        name = body["metadata"]["name"]
-        if namespace and ("Namespace", "", namespace) not in self.objects:
-            raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found')
+        name, resource = body["metadata"]["name"], _RESOURCE_NAMES[kind]
+        if namespace and ("Namespace", "", namespace) not in self.objects:  # namespace lifecycle admission
+            raise self._missing("Namespace", namespace)
+        phase = self.objects.get(("Namespace", "", namespace), {}).get("status", {}).get("phase")
+        if namespace and phase == "Terminating":
+            words = f"unable to create new content in namespace {namespace} because it is being terminated"
+            cause = {"type": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated"}
+            cause["field"] = "metadata.namespace"
+            details = {"name": name, "kind": resource, "causes": [cause]}
+            raise ApiError(403, "Forbidden", f'{resource} "{name}" is forbidden: {words}', details)
+        if kind in self.quota_exceeded:  # resourcequota admission: count/<resource> is used up
+            words = f"exceeded quota: object-counts, requested: count/{resource}=1, used: count/{resource}=5, limited: count/{resource}=5"
+            raise ApiError(
+                403, "Forbidden", f'{resource} "{name}" is forbidden: {words}', {"name": name, "kind": resource}
+            )
         if (kind, namespace, name) in self.objects:
-            raise ApiError(409, "AlreadyExists", f'{_RESOURCE_NAMES[kind]} "{name}" already exists')
+            details = {"name": name, "kind": resource}
+            raise ApiError(409, "AlreadyExists", f'{resource} "{name}" already exists', details)
         return copy.deepcopy(self._store(kind, namespace, copy.deepcopy(body)))
+
+    def _delete(self, kind: str, namespace: str, name: str, body: Any) -> dict:
+        key = (kind, namespace, name)
+        if key not in self.objects:
+            raise self._missing(kind, name)
+        wanted = ((body or {}).get("preconditions") or {}).get("resourceVersion")
+        if wanted and wanted != self.objects[key]["metadata"]["resourceVersion"]:
+            raise self._conflict(kind, name)
+        del self.objects[key]
+        return {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name}}
+
+    @staticmethod
+    def _conflict(kind: str, name: str) -> ApiError:
+        words = "the object has been modified; please apply your changes to the latest version and try again"
+        resource = _RESOURCE_NAMES[kind]
+        return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {resource} "{name}": {words}')
 
     def _store(self, kind: str, namespace: str, obj: dict) -> dict:
         meta = obj.setdefault("metadata", {})
@@ -395,6 +539,9 @@ class FakeKubeApi:
             raise self._missing(kind, name)
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the patch body is not a JSON object")
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if version and version != self.objects[key]["metadata"]["resourceVersion"]:  # a precondition
+            raise self._conflict(kind, name)
         if content_type.startswith("application/strategic-merge-patch+json"):
             merged = strategic_merge(self.objects[key], body)
         elif content_type.startswith("application/merge-patch+json"):
@@ -415,6 +562,13 @@ class FakeKubeApi:
             )
         if kind == "PersistentVolumeClaim":
             self._check_pvc_update(name, old["spec"], new["spec"])
+        if kind == "Secret" and old.get("immutable"):  # pkg/apis/core/validation ValidateSecretUpdate
+            for field_name in ("data", "immutable"):
+                if new.get(field_name) != old.get(field_name):
+                    words = f"{field_name}: Forbidden: field is immutable when `immutable` is set"
+                    causes = [{"reason": "FieldValueForbidden", "message": words, "field": field_name}]
+                    details = {"name": name, "kind": "Secret", "causes": causes}
+                    raise ApiError(422, "Invalid", f'Secret "{name}" is invalid: {words}', details)
         if kind == "Service" and new["spec"].get("clusterIP", old["spec"]["clusterIP"]) != old["spec"]["clusterIP"]:
             raise ApiError(
                 422, "Invalid", f'Service "{name}" is invalid: spec.clusterIP: Invalid value: field is immutable'
@@ -453,9 +607,41 @@ class FakeKubeApi:
                 "the storageclass that provisions the pvc must support resize",
             )
 
+    def _pods_refused(self, deployment: dict) -> str | None:
+        """Why the ReplicaSet controller cannot create this Deployment's pods (the admission's message), or None."""
+        pod = deployment["spec"].get("template", {}).get("spec", {})
+        namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
+        labels = self.objects.get(("Namespace", "", namespace), {}).get("metadata", {}).get("labels") or {}
+        pod_name = f'pods "{name}-5d8f9c7b4-x2x7q" is forbidden'
+        if labels.get("pod-security.kubernetes.io/enforce") == "restricted":
+            problems = restricted_violations(pod)
+            if problems:
+                return f'{pod_name}: violates PodSecurity "restricted:latest": {", ".join(problems)}'
+        for requirement in self.quota_requires:
+            section, resource = requirement.split(".", 1)
+            if any(resource not in ((c.get("resources") or {}).get(section) or {}) for c in pod.get("containers", [])):
+                return f"{pod_name}: failed quota: compute: must specify {requirement}"
+        if self.rollout == "replica-failure":
+            return self.replica_failure
+        return None
+
     def _rollout_status(self, deployment: dict, reads: int) -> dict:
         spec, generation = deployment["spec"], deployment["metadata"]["generation"]
         replicas = spec.get("replicas", 1)
+        refused = self._pods_refused(deployment)
+        if refused and reads >= 1:  # the controller has seen the generation and failed to create the pods
+            return {
+                "observedGeneration": generation,
+                "replicas": 0,
+                "updatedReplicas": 0,
+                "availableReplicas": 0,
+                "unavailableReplicas": replicas,
+                "conditions": [
+                    {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+                    {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"},
+                    {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": refused},
+                ],
+            }
         if self.rollout == "complete" and reads > self.rollout_after_reads:
             return {
                 "observedGeneration": generation,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -21,6 +22,8 @@ FIXTURES = {
     "legacy": ("0.36.0", "legacy"),
     "legacy-handpatched": ("0.15.0", "legacy"),
     "modern": ("0.60.0", "modern"),
+    "legacy-templated": ("0.45.0", "legacy"),
+    "modern-templated": ("0.86.0", "modern"),
 }
 ACCESS_KEY = "rc-chart-access"
 SECRET_KEY = "rc-chart-secret-0123456789"
@@ -64,3 +67,20 @@ def write_values(tmp_path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     os.chmod(path, 0o600)
     return path
+
+
+def umbrella_chart(tmp_path: Path, *, packaged: bool = True, runner: str = "modern-templated") -> Path:
+    """The ``umbrella`` fixture with the fixture chart ``runner`` as its gitlab-runner dependency in ``charts/``:
+    packed as helm packs it (``gitlab-runner-<version>.tgz`` holding ``gitlab-runner/``), or unpacked."""
+    root = chart_copy(tmp_path, "umbrella")
+    version = FIXTURES[runner][0]
+    chart_yaml = root / "Chart.yaml"
+    chart_yaml.write_text(chart_yaml.read_text().replace("version: 0.86.0", f"version: {version}"))
+    charts = root / "charts"
+    charts.mkdir()
+    if not packaged:
+        shutil.copytree(CHARTS / runner, charts / "gitlab-runner")
+        return root
+    with tarfile.open(charts / f"gitlab-runner-{version}.tgz", "w:gz") as package:
+        package.add(CHARTS / runner, arcname="gitlab-runner")
+    return root

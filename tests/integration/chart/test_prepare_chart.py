@@ -132,8 +132,10 @@ def test_users_runners_config_survives(helm: Path, tmp_path: Path, workdir: Path
     assert "# ours: keep" in config and "left-over-access" not in config
     runner = tomllib.loads(config)["runners"][0]
     assert runner["kubernetes"] == {"namespace": "{{.Release.Namespace}}", "image": "debian:12", "cpu_limit": "2"}
+    assert plan.config_from == "the values file"
     assert plan.notes == [
-        "removed AccessKey from runners.config [runners.cache.s3]: credentials come from the Secret only"
+        "runners.config from the values file: only its cache section is ours",
+        "removed AccessKey from runners.config [runners.cache.s3]: credentials come from the Secret only",
     ]
     assert plan.sources["BucketName"].endswith("key config.template.toml [runners.cache.s3] BucketName")
 

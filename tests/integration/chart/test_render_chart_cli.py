@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -125,3 +126,57 @@ def test_broken_template_exits_1_with_an_error_document(run_cli, tmp_path: Path)
     document = json.loads(out)
     assert code == 1 and document["chart"] == str(chart)
     assert document["error"].startswith("helm template failed:") and "runners.nope is required" in document["error"]
+
+
+RELEASE_VALUES = """\
+USER-SUPPLIED VALUES:
+gitlabUrl: https://gitlab.example.com
+runnerToken: glrt-cli-token-0042
+runners:
+  config: |
+    [[runners]]
+      [runners.kubernetes]
+        namespace = "{{.Release.Namespace}}"
+        image = "{{ printf "%s:%s" "team/ubuntu" "22.04" }}"
+        privileged = true
+      [runners.cache]
+        Type = "gcs"
+"""
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_release_values_render_as_the_upgrade_would(run_cli, tmp_path: Path, scheme: str) -> None:
+    release_file = tmp_path / "release.yaml"
+    release_file.write_text(RELEASE_VALUES)  # `helm get values gitlab-runner > release.yaml`
+    chart = str(CHARTS / "modern-templated")
+    code, out, _ = run_cli("--chart", chart, "--release-values", str(release_file), "--json", scheme=scheme)
+    document = json.loads(out)
+    assert code == 0 and document["ok"] is True and document["runners_config_from"] == "the deployed release"
+    runner = tomllib.loads(document["runner_config"])["runners"][0]
+    assert runner["kubernetes"] == {"namespace": "gitlab-runner", "image": "team/ubuntu:22.04", "privileged": True}
+    assert runner["cache"]["Type"] == "s3" and runner["cache"]["s3"]["Insecure"] is (scheme == "http")
+    assert "gcs" not in document["runner_config"] and "glrt-cli-token" not in out
+
+    code, text, _ = run_cli("--chart", chart, "--release-values", str(release_file))
+    assert code == 0 and "runners.config from the deployed release" in text and "glrt-cli-token" not in text
+
+
+def test_runner_config_of_a_legacy_chart_and_of_one_without_release_values(run_cli) -> None:
+    code, out, _ = run_cli("--chart", str(CHARTS / "legacy"), "--json")
+    document = json.loads(out)
+    assert code == 0 and document["runners_config_from"] is None, "legacy: the cache is in env, the config untouched"
+    assert tomllib.loads(document["runner_config"])["runners"][0]["kubernetes"]["namespace"] == "gitlab-runner"
+    code, out, _ = run_cli("--chart", str(CHARTS / "pre-0.3"), "--json")
+    assert json.loads(out)["runner_config"] is None, "a chart without runners.config"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [("- a\n- b\n", "must hold a mapping"), ("a: [1\nrunnerToken: glrt-x\n", "is not valid YAML")]
+)
+def test_bad_release_values_exit_2_without_their_content(run_cli, tmp_path: Path, text: str, message: str) -> None:
+    release_file = tmp_path / "release.yaml"
+    release_file.write_text(text)
+    code, out, err = run_cli("--chart", str(CHARTS / "modern"), "--release-values", str(release_file))
+    assert code == 2 and out == "" and message in err and "glrt-x" not in err
+    code, _, err = run_cli("--chart", str(CHARTS / "modern"), "--release-values", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "--release-values" in err

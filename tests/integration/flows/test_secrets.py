@@ -7,8 +7,10 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from runner_cache.blocks.config_block import RunnerCacheConfig
+from runner_cache.blocks.settings import load_settings
 from runner_cache.blocks.store import StoreSettings
 from runner_cache.cli import main
+from runner_cache.tasks.store.identity import BlockVault
 from tests.support.prefect_records import database_bytes, events, flow_run_artifacts, flow_run_logs
 from tests.support.servers import free_port
 
@@ -16,12 +18,13 @@ ACCESS = "SENTINELACCESSKEY"
 SECRET = "SENTINEL-SECRET-VALUE-0042"
 WRONG = "SENTINEL-WRONG-SECRET-0043"
 SENTINELS = (ACCESS, SECRET, WRONG)
+GENERATED: list[str] = []  # the runner and prune identities' secrets, made by setup on the store (issue 16)
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def _assert_clean(text: str, where: str) -> None:
-    for sentinel in SENTINELS:
+    for sentinel in (*SENTINELS, *GENERATED):
         assert sentinel not in text, f"a secret leaked into {where}"
 
 
@@ -50,6 +53,10 @@ def test_sentinel_secrets_never_leak(
     try:
         first = _run_cli(["setup", "--json"], capsys)
         assert first["exit_code"] == 0
+        records = [BlockVault().load(load_settings().store, role) for role in ("runner", "prune")]
+        GENERATED.extend(record.secret_key.get_secret_value() for record in records if record is not None)
+        assert len(GENERATED) == 2
+        _assert_clean(json.dumps(first), "setup's JSON report")
         run_ids.append(first["flow_run_id"])
 
         # 2. the same configuration saved as a block and used by name
@@ -88,6 +95,6 @@ def test_sentinel_secrets_never_leak(
     _assert_clean(caplog.text, "Python logging")
     database = database_bytes()
     assert database, "the Prefect database was not found"
-    for sentinel in SENTINELS:
+    for sentinel in (*SENTINELS, *GENERATED):
         assert sentinel.encode() not in database, "a secret is stored in clear in Prefect's database"
     assert RunnerCacheConfig.load("sentinel").store.secret_key.get_secret_value() == SECRET

@@ -34,7 +34,12 @@ def test_setup_on_the_local_default_then_no_changes(local_env: None, capsys: pyt
     assert statuses == {
         "store": "changed",
         "bucket": "changed",
+        "identity": "changed",
+        "identity-check": "unchanged",
+        "identity-prune": "changed",
         "roundtrip": "unchanged",
+        "revoke": "unchanged",
+        "revoke-prune": "unchanged",
         "release": "skipped",
         "pipeline": "skipped",
     }
@@ -62,7 +67,10 @@ def test_setup_on_the_local_default_then_no_changes(local_env: None, capsys: pyt
 
 
 def test_setup_against_an_external_store(
-    s3_store: StoreSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    s3_store: StoreSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
     for name, value in {
         "BACKEND": "external",
@@ -73,6 +81,8 @@ def test_setup_against_an_external_store(
     }.items():
         monkeypatch.setenv(f"RUNNER_CACHE_STORE__{name}", value)
     monkeypatch.setenv("RUNNER_CACHE_CACHE__SHARED", "true")
+    if request.node.callspec.params["s3_store"] == "moto":  # moto's S3 ignores IAM policies (issue 16)
+        monkeypatch.setenv("RUNNER_CACHE_STORE__IDENTITIES__VERIFY", "false")
     assert main(["setup", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["steps"][0]["detail"].startswith("external store")

@@ -17,11 +17,14 @@ from runner_cache.blocks.store import StoreSettings
 from runner_cache.tasks.chart.helm_cli import helm_binary
 from tests.fakes import fake_helm
 from tests.fakes.kube_api import FakeKubeApi, KubeApiServer
+from tests.fakes.rbac import Rbac
 
 ACCESS = "SENTINELKUBEACCESS"
 SECRET = "SENTINEL-KUBE-SECRET-0042"
 NEW_SECRET = "SENTINEL-KUBE-SECRET-0043"
 SENTINELS = (ACCESS, SECRET, NEW_SECRET)
+# What the fakes grant by default: exactly docs/deployments.md's Roles (not chart-rbac: the test charts make none).
+DOCUMENTED = ("release", "store", "namespaces")
 
 
 def assert_clean(text: str, where: str) -> None:
@@ -39,7 +42,7 @@ class Cluster:
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    api = FakeKubeApi()
+    api = FakeKubeApi(rbac=Rbac.documented(*DOCUMENTED))
     with KubeApiServer(api) as server:
         yield Cluster(api, server, server.kubeconfig(tmp_path / "kubeconfig"))
 
@@ -87,7 +90,8 @@ class FakeHelm:
 
 @pytest.fixture
 def helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHelm:
-    """The fake helm first on PATH (and RUNNER_CACHE_HELM unset, so nothing picks the real binary)."""
+    """The fake helm first on PATH (and RUNNER_CACHE_HELM unset, so nothing picks the real binary). It renders the
+    release's objects with the real helm and authorises the requests they imply against the documented RBAC."""
     fake = FakeHelm(tmp_path / "helm-state.json", tmp_path / "helm-calls.jsonl")
     bin_dir = tmp_path / "fake-bin"
     fake_helm.install(bin_dir, fake.state_file, fake.log_file, {"version": "v4.1.4", "releases": {}})
@@ -95,6 +99,8 @@ def helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHelm:
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_HELM_STATE", str(fake.state_file))
     monkeypatch.setenv("FAKE_HELM_LOG", str(fake.log_file))
+    monkeypatch.setenv("FAKE_HELM_REAL", str(REAL_HELM))
+    monkeypatch.setenv("FAKE_HELM_RBAC", ",".join(DOCUMENTED))
     return fake
 
 
@@ -132,6 +138,7 @@ def configured(
         "RUNNER_CACHE_STORE__ACCESS_KEY": moto_store.access_key.get_secret_value(),
         "RUNNER_CACHE_STORE__SECRET_KEY": moto_store.secret_key.get_secret_value(),
         "RUNNER_CACHE_STORE__BUCKET": moto_store.bucket,
+        "RUNNER_CACHE_STORE__IDENTITIES__VERIFY": "false",  # moto's S3 ignores IAM policies (issue 16)
         "RUNNER_CACHE_RELEASE__CHART": str(MODERN_CHART),
         "RUNNER_CACHE_STORE__RUNNER_URL": "http://minio.runner-cache.svc:9000",  # the pods cannot use 127.0.0.1
         "RUNNER_CACHE_RELEASE__KUBECONFIG": str(cluster.kubeconfig),

@@ -97,8 +97,9 @@ def test_first_install_then_nothing_to_do(
     call = _upgrade_call(helm)
     argv = call["argv"]
     assert argv[:4] == ["upgrade", release.release, str(CHART), "--install"]
-    for flag in ("--wait", "--reset-then-reuse-values", "--create-namespace", "--rollback-on-failure"):
+    for flag in ("--wait", "--reset-then-reuse-values", "--rollback-on-failure"):
         assert flag in argv
+    assert "--create-namespace" not in argv, "helm would CREATE the namespace (403 without cluster rights)"
     assert "--atomic" not in argv
     assert argv[argv.index("--timeout") + 1] == "30s"
     assert argv[argv.index("--namespace") + 1] == "gitlab-runner"
@@ -136,7 +137,10 @@ def test_values_change_upgrades_and_remembers_the_previous_revision(helm: FakeHe
     seed(helm, release, {"values": {}}, {"values": {"runners": {"config": "old"}}})
     result = upgrade_release(release, CHART, VALUES)
     assert result.status == "changed"
-    assert result.data["reasons"] == ["values differ at runners.cache, runners.config"]
+    assert result.data["reasons"] == [
+        f'values: runners.cache.secretName: (unset) → "{VALUES["runners"]["cache"]["secretName"]}"; '
+        "runners.config replaced (the deployed one is not TOML even with its template actions set aside)"
+    ]
     assert result.data["previous_revision"] == 2 and result.data["revision"] == 3
     assert "(revision 2)" in result.detail
 
@@ -218,23 +222,14 @@ def test_failed_upgrade_is_rolled_back_by_helm_and_reported(helm: FakeHelm, rele
         upgrade_release(release, CHART, VALUES)
     message = str(caught.value)
     where = f"gitlab-runner/{release.release}"
-    assert (
-        f"upgrade of release {where} to gitlab-runner-0.60.0 failed, and helm rolled it back (--rollback-on-failure)"
-        in message
-    )
-    assert "timed out waiting for the condition" in message
+    assert f"upgrade of release {where} to gitlab-runner-0.60.0 failed: " in message
+    assert "has been rolled back due to rollback-on-failure being set: timed out waiting for the condition" in message
+    assert message.endswith(f"revision 3 of release {where} is deployed now (gitlab-runner-0.60.0)"), "what runs now"
     assert [r["status"] for r in helm.revisions(f"gitlab-runner/{release.release}")] == [
         "superseded",
         "failed",
         "deployed",
     ]
-
-
-def test_busy_release_is_not_touched(helm: FakeHelm, release: ReleaseSettings) -> None:
-    seed(helm, release, {}, {"status": "pending-upgrade"})
-    with pytest.raises(HelmError, match="release is pending-upgrade \\(revision 2\\): another helm operation"):
-        upgrade_release(release, CHART, VALUES)
-    assert "upgrade" not in helm.commands()
 
 
 def test_dry_run_reads_only(helm: FakeHelm, release: ReleaseSettings) -> None:
@@ -268,9 +263,11 @@ def test_rollback_to_the_remembered_revision(helm: FakeHelm, release: ReleaseSet
     rollback = [record["argv"] for record in helm.records() if record["argv"][0] == "rollback"]
     cluster = ["--namespace", "gitlab-runner", "--kubeconfig", str(release.kubeconfig)]
     assert rollback == [["rollback", release.release, "1", *cluster, "--wait", "--timeout", "30s"]]
+    where = f"gitlab-runner/{release.release}"
+    assert result.status == "changed" and result.data["running_revision"] == 3
     assert (
-        result.status == "changed"
-        and result.detail == f"rolled back release gitlab-runner/{release.release} to revision 1"
+        result.detail
+        == f"rolled back release {where} to revision 1: revision 3 of release {where} is deployed now (gitlab-runner-0.60.0)"
     )
     latest = helm.revisions(f"gitlab-runner/{release.release}")[-1]
     assert latest["description"] == "Rollback to 1" and latest["values"] == {}

@@ -150,8 +150,7 @@ def test_volume_grows_but_never_shrinks(cluster: Cluster) -> None:
 def test_dry_run_reports_and_writes_nothing(cluster: Cluster) -> None:
     planned = kubernetes_backend.ensure(kube_store(cluster), apply=False)
     assert planned.status == "planned"
-    assert planned.data["actions"] == [
-        "create namespace runner-cache",
+    assert planned.data["actions"] == [  # the namespace is not read (that needs a permission nothing else does)
         f"create Secret {NAME}-credentials",
         f"create PersistentVolumeClaim {NAME}-data",
         f"create Deployment {NAME}",

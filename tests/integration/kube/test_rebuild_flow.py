@@ -11,6 +11,7 @@ from runner_cache.cli import main
 from runner_cache.flows.rebuild import RebuildParameters, rebuild_runner
 from runner_cache.flows.setup import setup_runner_cache
 from runner_cache.tasks.release.step import SECRET_VERSION_ANNOTATION
+from runner_cache.tasks.store.identity import BlockVault
 from tests.integration.kube.conftest import Cluster, FakeHelm
 from tests.support.prefect_records import events, flow_run_artifacts
 
@@ -27,10 +28,11 @@ def test_setup_configures_the_release_then_changes_nothing(
     first = setup_runner_cache(return_state=True).result()
     assert _steps(first)["release"] == "changed"
     assert [r["status"] for r in helm.revisions()] == ["deployed"]
-    assert (
-        cluster.api.secret_data("gitlab-runner", "runner-cache-s3")["secretkey"]
-        == configured.secret_key.get_secret_value()
-    )
+    runner = BlockVault().load(configured, "runner")  # issue 16: the runner identity's key, never the admin key
+    assert cluster.api.secret_data("gitlab-runner", "runner-cache-s3") == {
+        "accesskey": runner.access_key,
+        "secretkey": runner.secret_key.get_secret_value(),
+    }
     upgrade = next(record for record in helm.records() if record["argv"][0] == "upgrade")
     assert "--rollback-on-failure" in upgrade["argv"]
     assert configured.secret_key.get_secret_value() not in json.dumps(upgrade)
@@ -106,19 +108,17 @@ def test_rebuild_command_without_a_release_is_a_config_error(
     assert captured.out == "" and "RUNNER_CACHE_RELEASE__CHART" in captured.err
 
 
-def test_new_credentials_restart_the_runner_pods(
-    configured: StoreSettings, helm: FakeHelm, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_new_credentials_restart_the_runner_pods(configured: StoreSettings, helm: FakeHelm, cluster: Cluster) -> None:
     """The runner reads the Secret only when it starts: a changed Secret must change the pod template."""
     setup_runner_cache()
     first = helm.revisions()[-1]["values"]["podAnnotations"][SECRET_VERSION_ANNOTATION]
-    monkeypatch.setenv("RUNNER_CACHE_STORE__SECRET_KEY", "rotated-secret-value")
-    result = setup_runner_cache(return_state=True).result()
+    result = setup_runner_cache(rotate_runner_credentials=True, return_state=True).result()  # a new runner key
     assert _steps(result)["release"] == "changed"
-    assert cluster.api.secret_data("gitlab-runner", "runner-cache-s3")["secretkey"] == "rotated-secret-value"
+    rotated = BlockVault().load(configured, "runner").secret_key.get_secret_value()
+    assert cluster.api.secret_data("gitlab-runner", "runner-cache-s3")["secretkey"] == rotated
     second = helm.revisions()[-1]["values"]["podAnnotations"][SECRET_VERSION_ANNOTATION]
     assert second != first and len(helm.revisions()) == 2
-    assert "rotated-secret-value" not in json.dumps(helm.records())
+    assert rotated not in json.dumps(helm.records())
 
 
 def test_plan_reads_the_release_without_changing_it(

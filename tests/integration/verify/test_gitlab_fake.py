@@ -1,4 +1,6 @@
-"""The GitLab fake, through the real python-gitlab client: REST shapes, pagination, errors and the job executor."""
+"""The GitLab fake, through the real python-gitlab client: REST shapes, pagination, errors, what GitLab refuses
+(existing files, missing scopes, rate limits, pipeline deletion), and a job executor whose traces carry the real
+runner's bytes (ANSI, section markers, timestamps by version)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import gitlab
 import pytest
 
 from runner_cache.blocks.store import StoreSettings
+from runner_cache.tasks.verify.trace import normalize
 from tests.fakes.gitlab import FakeRunner, GitLabFake, ref_slug
 from tests.integration.verify.conftest import PROJECT, TAGS
 
@@ -155,7 +158,7 @@ def test_pipeline_create_errors(gitlab_fake: GitLabFake) -> None:
 def test_jobs_run_in_separate_pods_and_share_the_cache_through_s3(
     gitlab_fake: GitLabFake, store: StoreSettings, runner_for: Callable[..., FakeRunner]
 ) -> None:
-    runner = gitlab_fake.add_runner(runner_for())
+    runner = gitlab_fake.add_runner(runner_for(version="19.3.0"))
     project = client(gitlab_fake).projects.get(42, lazy=True)
     commit_ci(project, "feature/Share-It")
     pipeline = project.pipelines.create({"ref": "feature/Share-It"})
@@ -165,13 +168,23 @@ def test_jobs_run_in_separate_pods_and_share_the_cache_through_s3(
     jobs = {job.name: job for job in pipeline.jobs.list(get_all=True)}
     assert {name: job.status for name, job in jobs.items()} == {"build": "success", "test": "success"}
     assert jobs["build"].finished_at <= jobs["test"].started_at
-    assert jobs["test"].runner["description"] == runner.name and jobs["test"].tag_list == TAGS
-    build = project.jobs.get(jobs["build"].id, lazy=True).trace().decode()
-    test = project.jobs.get(jobs["test"].id, lazy=True).trace().decode()
+    assert jobs["test"].runner["description"] == runner.name and jobs["test"].tag_list == sorted(TAGS)
+    assert (
+        jobs["test"].runner_manager["system_id"] == runner.system_id and "failure_reason" not in jobs["test"].attributes
+    )
+    build_raw = project.jobs.get(jobs["build"].id, lazy=True).trace()
+    test_raw = project.jobs.get(jobs["test"].id, lazy=True).trace()
+    # the raw bytes of a 19.x runner: timestamp headers, section markers, colours
+    assert re.match(
+        rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z 00O \x1b\[0KRunning with gitlab-runner 19\.3\.0 ", build_raw
+    )
+    assert re.search(rb"Z 00O[ +]section_start:\d+:archive_cache\r\x1b\[0K\n", build_raw)
+    assert b"\x1b[32;1mCreated cache\x1b[0;m\n" in build_raw and b"\x1b[32;1mSuccessfully extracted cache" in test_raw
+    build, test = normalize(build_raw).text, normalize(test_raw).text
 
     key = f"{ref_slug('feature/Share-It')}-non_protected"
     expected = f"runner/{runner.short_token}/project/42/{key}"
-    assert f"  on {runner.name} {runner.short_token}, system ID: s_" in build
+    assert f"  on {runner.name} {runner.short_token}, system ID: {runner.system_id}" in build
     assert f"Creating cache {key}..." in build and "vendor/: found 2 matching artifact files and directories" in build
     assert f"Uploading cache.zip to {store.endpoint}/{store.bucket}/{expected}\nCreated cache" in build
     assert (
@@ -209,7 +222,7 @@ def test_cancel_kills_a_running_job(
     assert time.monotonic() - started < 5
     job = pipeline.jobs.list()[0]
     assert job.status == "canceled" and job.finished_at is not None
-    assert "ERROR: Job failed: canceled" in project.jobs.get(job.id, lazy=True).trace().decode()
+    assert "ERROR: Job failed: canceled" in normalize(project.jobs.get(job.id, lazy=True).trace()).text
 
 
 def test_without_a_matching_runner_the_job_stays_pending(
@@ -239,6 +252,103 @@ def test_failed_job_skips_the_next_stage(
     pipeline = wait_done(project.pipelines.create({"ref": "broken"}))
     jobs = {job.name: job for job in pipeline.jobs.list()}
     assert pipeline.status == "failed" and jobs["build"].status == "failed" and jobs["test"].status == "skipped"
-    trace = project.jobs.get(jobs["build"].id, lazy=True).trace().decode()
+    trace = normalize(project.jobs.get(jobs["build"].id, lazy=True).trace()).text
     assert "$ exit 3" in trace and "ERROR: Job failed: command terminated with exit code 3" in trace
     assert "Saving cache" not in trace
+
+
+def test_an_18x_runner_writes_no_timestamps_and_the_17x_error_wording_is_gone(
+    gitlab_fake: GitLabFake, store: StoreSettings, runner_for: Callable[..., FakeRunner]
+) -> None:
+    """18.x: FF_TIMESTAMPS off by default; the S3 code is in the error line (retry_helper.go@v18.0.0)."""
+    gitlab_fake.add_runner(runner_for(version="18.5.0", secret_key="not-the-secret"))
+    project = client(gitlab_fake).projects.get(42, lazy=True)
+    commit_ci(project, "wrong-secret")
+    pipeline = wait_done(project.pipelines.create({"ref": "wrong-secret"}))
+    jobs = {job.name: job for job in pipeline.jobs.list()}
+    raw = project.jobs.get(jobs["build"].id, lazy=True).trace()
+    assert raw.startswith(b"\x1b[0KRunning with gitlab-runner 18.5.0 (")
+    assert b"section_end:" in raw and b"\r\x1b[0Ksection_start:" in raw  # markers back to back, as 18.x writes them
+    text = normalize(raw).text
+    assert "FATAL: received: 403 Forbidden. Request failed with code: SignatureDoesNotMatch" in text
+    assert "Retrying" not in text and "Failed to create cache" in text  # a 4xx is not retried
+
+
+def test_image_pull_failure_fails_before_any_cache_step(
+    gitlab_fake: GitLabFake, store: StoreSettings, runner_for: Callable[..., FakeRunner]
+) -> None:
+    gitlab_fake.add_runner(runner_for(image_pull_fails=True))
+    project = client(gitlab_fake).projects.get(42, lazy=True)
+    commit_ci(project, "no-image")
+    pipeline = wait_done(project.pipelines.create({"ref": "no-image"}))
+    build = next(job for job in pipeline.jobs.list() if job.name == "build")
+    assert (build.status, build.failure_reason) == ("failed", "runner_system_failure")
+    trace = normalize(project.jobs.get(build.id, lazy=True).trace())
+    assert not trace.has_section("archive_cache") and "image pull failed" in trace.text
+
+
+def test_commits_refuse_create_of_an_existing_file_and_update_of_a_missing_one(gitlab_fake: GitLabFake) -> None:
+    project = client(gitlab_fake).projects.get(42, lazy=True)
+    with pytest.raises(gitlab.GitlabCreateError, match="A file with this name already exists") as exists:
+        project.commits.create({"branch": "x", "start_branch": "main", "commit_message": "m",
+                                "actions": [{"action": "create", "file_path": "README.md", "content": "x"}]})  # fmt: skip
+    assert exists.value.response_code == 400 and gitlab_fake.branch_names(42) == ["main"]
+    with pytest.raises(gitlab.GitlabCreateError, match="A file with this name doesn't exist"):
+        project.commits.create({"branch": "x", "start_branch": "main", "commit_message": "m",
+                                "actions": [{"action": "update", "file_path": ".gitlab-ci.yml", "content": "x"}]})  # fmt: skip
+
+
+def test_project_json_ci_config_path_and_empty_repository(gitlab_fake: GitLabFake) -> None:
+    gitlab_fake.add_project("qa/empty", project_id=50, empty=True)
+    gitlab_fake.add_project("qa/custom", project_id=51, ci_config_path="ci/main.yml")
+    gl = client(gitlab_fake)
+    empty = gl.projects.get("qa/empty")
+    assert empty.empty_repo is True and empty.default_branch is None and empty.ci_config_path is None
+    assert gl.projects.get(42).empty_repo is False
+    assert gl.projects.get("qa/custom").ci_config_path == "ci/main.yml"
+    # the first commit of an empty repository creates its default branch
+    empty.commits.create({"branch": "verify", "commit_message": "m",
+                          "actions": [{"action": "create", "file_path": "a", "content": "x"}]})  # fmt: skip
+    assert gl.projects.get("qa/empty").default_branch == "verify"
+
+
+def test_a_token_without_api_scope_reads_but_may_not_write(gitlab_fake: GitLabFake) -> None:
+    gitlab_fake.token_scopes = {"read_api"}
+    project = client(gitlab_fake).projects.get(42)
+    with pytest.raises(gitlab.GitlabCreateError) as refused:
+        project.branches.create({"branch": "x", "ref": "main"})
+    assert refused.value.response_code == 403 and refused.value.error_message == "insufficient_scope"
+
+
+def test_rate_limit_answers_429_with_retry_after(gitlab_fake: GitLabFake) -> None:
+    gitlab_fake.throttle(1, retry_after=1)
+    started = time.monotonic()
+    assert client(gitlab_fake).projects.get(42).id == 42  # python-gitlab waits Retry-After, then retries
+    assert time.monotonic() - started >= 1
+    gitlab_fake.throttle(5)
+    with pytest.raises(gitlab.GitlabGetError) as limited:
+        client(gitlab_fake).projects.get(42, max_retries=0)
+    assert limited.value.response_code == 429
+
+
+def test_only_an_owner_deletes_pipelines_and_a_maintainer_lists_runners(
+    gitlab_fake: GitLabFake, runner_for: Callable[..., FakeRunner], store: StoreSettings
+) -> None:
+    runner = gitlab_fake.add_runner(runner_for(access_level="ref_protected", paused=True))
+    second = gitlab_fake.add_runner(runner_for(token=runner.token))
+    project = client(gitlab_fake).projects.get(42, lazy=True)
+    commit_ci(project, "deleting")
+    pipeline = project.pipelines.create({"ref": "deleting"})
+    with pytest.raises(gitlab.GitlabDeleteError) as refused:
+        pipeline.delete()
+    assert refused.value.response_code == 403
+    [listed] = project.runners.list(get_all=True)  # two managers, one registration
+    assert (listed.id, second.id, listed.paused) == (runner.id, runner.id, True)
+    details = client(gitlab_fake).runners.get(runner.id)
+    assert details.access_level == "ref_protected" and details.tag_list == TAGS
+    gitlab_fake.role = "developer"
+    with pytest.raises(gitlab.GitlabListError):
+        project.runners.list()
+    gitlab_fake.role = "owner"
+    pipeline.delete()
+    assert pipeline.id not in gitlab_fake.pipelines

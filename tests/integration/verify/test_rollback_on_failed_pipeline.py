@@ -44,7 +44,8 @@ def test_failed_pipeline_after_upgrade_rolls_back(verification: tuple[GitLabFake
     assert state.is_failed()
     steps = {s["step"]: s for s in state.result(raise_on_failure=False)["steps"]}
     assert steps["release"]["status"] == "changed" and steps["roundtrip"]["status"] == "unchanged"
-    assert steps["pipeline"]["status"] == "failed" and "Insecure setting does not match" in steps["pipeline"]["detail"]
+    assert steps["pipeline"]["status"] == "failed" and steps["pipeline"]["data"]["cause"] == "https_to_http"
+    assert "server gave HTTP response to HTTPS client" in " ".join(steps["pipeline"]["data"]["evidence"])
     assert steps["rollback"]["status"] == "changed"
     rollback = next(record for record in helm.records() if record["argv"][0] == "rollback")
     assert rollback["argv"][1:3] == ["gitlab-runner", "1"]

@@ -68,10 +68,8 @@ def test_missing_toml_file_named_explicitly_is_an_error(tmp_path: Path, monkeypa
         ("RUNNER_CACHE_STORE__BUCKET", "192.168.1.1", "IP address"),
         ("RUNNER_CACHE_STORE__BUCKET", "xn--cache", "reserves"),
         ("RUNNER_CACHE_STORE__BUCKET", "-runner", "3-63 characters"),
-        ("RUNNER_CACHE_CACHE__PATH", "/cache", "must not start or end with '/'"),
-        ("RUNNER_CACHE_CACHE__PATH", "cache/", "must not start or end with '/'"),
         ("RUNNER_CACHE_CACHE__PATH", "a/../b", "'..'"),
-        ("RUNNER_CACHE_CACHE__PATH", "a//b", "empty"),
+        ("RUNNER_CACHE_CACHE__PATH", "a\\b", "'\\'"),
         ("RUNNER_CACHE_CACHE__SHARED", "maybe", "boolean"),
         ("RUNNER_CACHE_CACHE__EXPIRE_DAYS", "0", "greater than or equal to 1"),
         ("RUNNER_CACHE_STORE__BACKEND", "s3fs", "'local', 'docker', 'kubernetes' or 'external'"),
@@ -137,3 +135,22 @@ def test_local_credentials_are_generated_once_and_private(tmp_path: Path) -> Non
     assert store.credentials() == first
     assert len(first[1].get_secret_value()) >= 8
     assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("given", "used"), [("cache/", "cache"), ("/cache", "cache"), ("a//./b/", "a/b"), ("/", ""), ("team/a", "team/a")]
+)
+def test_path_is_cleaned_as_the_runner_cleans_it_and_said(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, given: str, used: str
+) -> None:
+    """cache/cache.go joins Path with path.Join; the s3v2 adapter drops a leading '/': same objects either way."""
+    monkeypatch.setenv("RUNNER_CACHE_CACHE__PATH", given)
+    assert load_settings().cache.path == used
+    said = [record.getMessage() for record in caplog.records if "RUNNER_CACHE_CACHE__PATH" in record.getMessage()]
+    assert said == (
+        []
+        if given == used
+        else [
+            f"RUNNER_CACHE_CACHE__PATH {given!r} is used as {used!r}: the runner cleans Path with path.Join (cache/cache.go)"
+        ]
+    )

@@ -49,13 +49,13 @@ def test_library_errors_reaching_a_task_untranslated() -> None:
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], raised: Exception) -> tuple[int, str]:
-    from runner_cache.commands import setup
+    from runner_cache.commands import store
 
-    def plan(args: object) -> int:
+    def status(args: object) -> int:
         raise raised
 
-    monkeypatch.setattr(setup, "run_plan", plan)
-    code = main(["plan"])
+    monkeypatch.setattr(store, "run_status", status)
+    code = main(["store", "status"])
     return code, capsys.readouterr().err
 
 

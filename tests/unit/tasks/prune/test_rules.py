@@ -13,6 +13,7 @@ from runner_cache.tasks.keys.layout import cache_object, parse_object_name
 from runner_cache.tasks.prune.rules import (
     Decider,
     Listed,
+    LiveRefs,
     PruneOptions,
     SizeCutoff,
     SizeHistogram,
@@ -82,7 +83,7 @@ def test_keep_globs_match_the_key_or_the_object_name() -> None:
 
 
 def test_deleted_refs_is_conservative() -> None:
-    live = frozenset({"main", "release-1", "feature-x"})
+    live = LiveRefs.of({"main", "release-1", "feature-x"})
     assert deleted_ref_reason(obj("gone-branch-non_protected"), live) == (
         "deleted-refs: no branch or tag of project 7 has the slug 'gone-branch'"
     )
@@ -218,7 +219,7 @@ def test_decider_order_keep_first_then_age() -> None:
 
 def test_decider_keeps_projects_with_unknown_refs() -> None:
     decider = Decider(
-        PruneOptions(deleted_refs=True), NOW, ref_slugs=lambda project: None if project == 1 else frozenset({"main"})
+        PruneOptions(deleted_refs=True), NOW, live_refs=lambda project: None if project == 1 else LiveRefs.of({"main"})
     )
     assert decider.before_size(_listed(obj("gone", project=1), 1), obj("gone", project=1)) == (None, None)
     assert decider.before_size(_listed(obj("gone", project=2), 1), obj("gone", project=2))[0].startswith("deleted-refs")

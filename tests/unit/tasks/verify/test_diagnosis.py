@@ -1,316 +1,289 @@
-"""The pure verdict rules, on traces worded like a real gitlab-runner's (including what the fake cannot produce:
-an https store reached over http, an untrusted certificate, an unreachable store, a cleared cache index)."""
+"""The diagnosis on golden traces (traces/README.md says where every line comes from): a healthy runner passes in
+the 17.x, 18.x and 19.x formats with timestamps on and off, and each broken setup yields its true cause."""
 
 from __future__ import annotations
 
-import pytest
-import yaml
+from pathlib import Path
 
-from runner_cache.blocks.gitlab import GitLabSettings
-from runner_cache.blocks.settings import load_settings
-from runner_cache.errors import ConfigError
-from runner_cache.redaction import redact
+import pytest
+
 from runner_cache.tasks.verify.diagnosis import (
+    BUILD_JOB,
+    TEST_JOB,
     JobEvidence,
+    JobInfo,
     ObjectCheck,
     PipelineEvidence,
     StoreView,
+    classify,
     diagnose,
-    excerpt,
+    diagnose_pipeline,
+    object_from_url,
     runner_identity,
 )
-from runner_cache.tasks.verify.pipeline import verification_ci
+from runner_cache.tasks.verify.trace import normalize
 
-NONCE = "0123456789abcdef01234567"
-KEY = "runner-cache-verify-abcd1234"
-STORE = StoreView(endpoint="https://minio.example.com", bucket="runner")
-URL = "https://minio.example.com/runner/runner/t3AbCdEfG/project/42/" + KEY + "-non_protected"
-
-
-def header(name: str = "k8s-runner", token: str = "t3AbCdEfG", host: str = "runner-a") -> list[str]:
-    return [
-        "Running with gitlab-runner 18.5.0 (bda84871)",
-        f"  on {name} {token}, system ID: s_0123456789ab",
-        f"Running on {host} via gitlab-runner-abc...",
-    ]
+TRACES = Path(__file__).parent / "traces"
+NONCE = "9f1c2e3d4b5a69788796a5b4"  # what the golden build job wrote
+KEY = "runner-cache-verify-1a2b3c4d-non_protected"
+STORE = StoreView(endpoint="https://minio.example.com:9000", bucket="runner")
 
 
-def build_trace(*transfer: str, key: str = KEY + "-non_protected", **who: str) -> str:
-    host = who.get("host", "runner-a")
-    lines = header(**who) + [
-        '$ echo "runner-cache-verify nonce=$RC_VERIFY_NONCE build-host=$HOSTNAME" | tee vendor/hello.txt',
-        f"runner-cache-verify nonce={NONCE} build-host={host}",
-        "Saving cache for successful job",
-        f"Creating cache {key}...",
-        "vendor/: found 2 matching artifact files and directories",
-        *(transfer or (f"Uploading cache.zip to {URL}", "Created cache")),
-        "Job succeeded",
-    ]
-    return "\n".join(lines) + "\n"
+def raw(name: str) -> str:
+    return (TRACES / name).read_bytes().decode()
 
 
-def job_trace(
-    *restore: str, key: str = KEY + "-non_protected", ok: bool = True, build_host: str = "runner-a", **who: str
-) -> str:
-    host = who.get("host", "runner-b")
-    who = {"host": host, **{k: v for k, v in who.items() if k != "host"}}
-    output = [
-        f"runner-cache-verify nonce={NONCE} build-host={build_host}",
-        f"runner-cache-verify test-host={host}",
-        "Job succeeded",
-    ]
-    failure = [
-        "cat: can't open 'vendor/hello.txt': No such file or directory",
-        "ERROR: Job failed: command terminated with exit code 1",
-    ]
-    lines = header(**who) + [
-        "Restoring cache",
-        f"Checking cache for {key}...",
-        *(restore or (f'Downloading cache from {URL}  ETag="abc"', "Successfully extracted cache")),
-        "$ cat vendor/hello.txt",
-        *(output if ok else failure),
-    ]
-    return "\n".join(lines) + "\n"
+def run(build: str, test: str, **options: object):
+    return diagnose(normalize(raw(build)), normalize(raw(test)), **options)  # type: ignore[arg-type]
 
 
-def evidence(build: str, test: str | None, *, test_status: str | None = None, **extra: object) -> PipelineEvidence:
-    jobs = [JobEvidence(id=1, name="build", status="success", runner="k8s-runner", trace=build)]
-    if test is not None:
-        status = test_status or ("success" if "Job succeeded" in test else "failed")
-        jobs.append(JobEvidence(id=2, name="test", status=status, runner="k8s-runner", trace=test))
-    data = {
-        "project": "qa/verify",
-        "project_id": 42,
-        "cache_key": KEY,
-        "nonce": NONCE,
-        "tags": ["k8s"],
-        "timeout_seconds": 60.0,
-        "jobs": jobs,
-        "status": "success",
-    }
-    return PipelineEvidence(**{**data, **extra})
-
-
-FOUND = ObjectCheck(
-    expected="runner/t3AbCdEfG/project/42/" + KEY + "-non_protected", bucket="runner", found=True, size=200
-)
-
-
-def test_pass_needs_every_piece_of_evidence() -> None:
-    verdict = diagnose(evidence(build_trace(), job_trace()), STORE, FOUND)
-    assert verdict.passed and verdict.proven_across_pods and verdict.warnings == [] and verdict.diagnosis == []
-    assert verdict.facts["build_short_token"] == "t3AbCdEfG" and verdict.facts["build_runner"] == "k8s-runner"
-    assert (verdict.facts["build_host"], verdict.facts["test_host"]) == ("runner-a", "runner-b")
-
-
-def test_same_hostname_passes_with_warning() -> None:
-    verdict = diagnose(evidence(build_trace(), job_trace(host="runner-a")), STORE, FOUND)
-    assert verdict.passed and not verdict.proven_across_pods
-    assert verdict.warnings == ["not proven across pods: both jobs ran on 'runner-a'"]
-
-
-def test_the_nonce_must_come_from_this_run() -> None:
-    stale = job_trace().replace(f"nonce={NONCE}", "nonce=ffffffffffffffffffffffff")
-    verdict = diagnose(evidence(build_trace(), stale), STORE, FOUND)
-    assert not verdict.passed and "does not hold this run's nonce" in verdict.diagnosis[0]
-
-
-def test_a_local_copy_is_not_proof() -> None:
-    local = job_trace(
-        "No URL provided, cache will not be downloaded from shared cache server. Instead a local version of cache will be extracted.",
-        "Successfully extracted cache",
+@pytest.mark.parametrize("version", ["v17.0.0", "v18.4.0", "v19.3.0"])
+@pytest.mark.parametrize("stamps", ["plain", "ts"])
+def test_a_healthy_runner_passes_in_every_format(version: str, stamps: str) -> None:
+    verdict = run(f"{version}-{stamps}-ok-build.log", f"{version}-{stamps}-ok-test.log", nonce=NONCE)
+    assert verdict.passed and verdict.cause == "ok", verdict.message
+    assert f"Checking cache for {KEY}..." in verdict.evidence and "Successfully extracted cache" in verdict.evidence
+    assert any(
+        line.startswith("Downloading cache from https://minio.example.com:9000/runner/runner/t3_Hk9xQ/")
+        for line in verdict.evidence
     )
-    verdict = diagnose(evidence(build_trace(), local), STORE, FOUND)
-    assert (
-        not verdict.passed
-        and "has no S3 credentials" in verdict.diagnosis[0]
-        and "the test job" in verdict.diagnosis[0]
+    assert verdict.facts["build"]["created_key"] == verdict.facts["test"]["checked_key"] == KEY
+    assert verdict.facts["build"]["runner_version"] == version[1:]
+    # one runner manager ran both jobs: a pass, but a partial proof, said plainly
+    assert not verdict.proven_across_managers
+    assert any(
+        "partial proof: one runner manager (system ID r_Uq5tW3pLx8Zc) ran both jobs" in w for w in verdict.warnings
     )
 
 
-def test_missing_object_needs_a_check() -> None:
-    verdict = diagnose(evidence(build_trace(), job_trace()), STORE, None)
-    assert not verdict.passed and "could not be checked" in verdict.diagnosis[0]
+def test_two_runner_managers_prove_it_across_managers() -> None:
+    verdict = run("v19.3.0-ts-ok-build.log", "v19.3.0-ts-ok-other-manager-test.log", nonce=NONCE)
+    assert verdict.passed and verdict.proven_across_managers and verdict.warnings == []
+    assert (verdict.facts["build"]["system_id"], verdict.facts["test"]["system_id"]) == (
+        "r_Uq5tW3pLx8Zc",
+        "r_Zk2mN7qW4eRt",
+    )
+
+
+def test_two_registrations_with_shared_true_pass() -> None:
+    verdict = run("v19.3.0-ts-shared-build.log", "v19.3.0-ts-shared-other-runner-test.log")
+    assert verdict.passed and verdict.proven_across_managers
+    assert (verdict.facts["build"]["short_token"], verdict.facts["test"]["short_token"]) == ("t3_Hk9xQ", "t3_Pq7rZ")
+
+
+@pytest.mark.parametrize("hashed", ["v18.4.0-plain-hashed", "v19.3.0-ts-hashed"])
+def test_hashed_keys_pass_and_the_flag_is_read(hashed: str) -> None:
+    verdict = run(f"{hashed}-build.log", f"{hashed}-test.log")
+    assert verdict.passed
+    assert verdict.facts["build"]["feature_flags"]["FF_HASH_CACHE_KEYS"] is True
+    url = verdict.facts["build"]["upload_url"]
+    name = object_from_url(url, "runner")
+    assert name is not None and name.startswith("runner/t3_Hk9xQ/project/42/") and KEY not in name
+    if hashed.startswith("v19"):  # sharded from 19.0: <first two hex digits>/<hash>
+        shard, digest = name.rsplit("/", 2)[-2:]
+        assert digest.startswith(shard) and len(digest) == 64
+
+
+FAILURES = [
+    # build trace, test trace, cause, a line of the evidence
+    ("v19.3.0-ts-no_url-build.log", "v19.3.0-ts-no_url-test.log", "no_cache_config",
+     "No URL provided, cache will not be uploaded to shared cache server. Cache will be stored only locally."),
+    ("v19.3.0-ts-ok-build.log", "v19.3.0-ts-no_url-test.log", "no_cache_config",
+     "No URL provided, cache will not be downloaded from shared cache server. Instead a local version of cache will be extracted."),
+    ("v19.3.0-ts-no_such_bucket-build.log", "v19.3.0-ts-missing-test.log", "no_such_bucket",
+     "FATAL: received: 404 Not Found. Request failed with code: NoSuchBucket, message: The specified bucket does not exist"),
+    ("v19.3.0-ts-access_denied-build.log", "v19.3.0-ts-missing-test.log", "access_denied",
+     "FATAL: received: 403 Forbidden. Request failed with code: AccessDenied, message: Access Denied."),
+    ("v19.3.0-ts-invalid_access_key-build.log", "v19.3.0-ts-missing-test.log", "access_denied",
+     "FATAL: received: 403 Forbidden. Request failed with code: InvalidAccessKeyId, message: The Access Key Id you provided does not exist in our records."),
+    ("v17.0.0-plain-access_denied-build.log", "v17.0.0-plain-missing-test.log", "access_denied",
+     "FATAL: received: 403 Forbidden"),
+    ("v19.3.0-ts-signature_mismatch-build.log", "v19.3.0-ts-missing-test.log", "signature_mismatch",
+     "FATAL: received: 403 Forbidden. Request failed with code: SignatureDoesNotMatch, message: The request signature we calculated does not match the signature you provided. Check your key and signing method."),
+    ("v18.4.0-plain-signature_mismatch-build.log", "v17.0.0-plain-missing-test.log", "signature_mismatch",
+     "FATAL: received: 403 Forbidden. Request failed with code: SignatureDoesNotMatch, message: The request signature we calculated does not match the signature you provided. Check your key and signing method."),
+    ("v19.3.0-ts-wrong_region-build.log", "v19.3.0-ts-missing-test.log", "wrong_region",
+     "FATAL: received: 400 Bad Request. Request failed with code: AuthorizationQueryParametersError, message: Error parsing the X-Amz-Credential parameter; the region 'us-east-1' is wrong; expecting 'eu-central-1'"),
+    ("v19.3.0-ts-http_to_https-build.log", "v19.3.0-ts-missing-test.log", "http_to_https", "FATAL: received: 400 Bad Request"),
+    ("v19.3.0-ts-https_to_http-build.log", "v19.3.0-ts-missing-test.log", "https_to_http",
+     "http: server gave HTTP response to HTTPS client"),
+    ("v19.3.0-ts-x509-build.log", "v19.3.0-ts-missing-test.log", "tls_untrusted",
+     "x509: certificate signed by unknown authority"),
+    ("v19.3.0-ts-refused-build.log", "v19.3.0-ts-missing-test.log", "store_unreachable", "connect: connection refused"),
+    ("v19.3.0-ts-server_error-build.log", "v19.3.0-ts-missing-test.log", "store_unreachable",
+     "FATAL: received: 503 Service Unavailable. Request failed with code: SlowDown, message: Please reduce your request rate."),
+    ("v19.3.0-ts-ok-build.log", "v19.3.0-ts-access_denied-test.log", "access_denied",
+     "WARNING: received: 403 Forbidden. Request failed with code: AccessDenied, message: Access Denied."),
+    ("v19.3.0-ts-ok-build.log", "v19.3.0-ts-refused-test.log", "store_unreachable", "connect: connection refused"),
+    ("v19.3.0-ts-ok-build.log", "v19.3.0-ts-other-runner-missing-test.log", "different_runners_not_shared",
+     "Uploading cache.zip to https://minio.example.com:9000/runner/runner/t3_Hk9xQ/project/42/runner-cache-verify-1a2b3c4d-non_protected"),
+    ("v19.3.0-ts-ok-build.log", "v19.3.0-ts-protected-key-test.log", "key_mismatch",
+     "Checking cache for runner-cache-verify-1a2b3c4d-protected..."),
+    ("v19.3.0-ts-ok-build.log", "v19.3.0-ts-missing-test.log", "object_missing", "WARNING: file does not exist"),
+    ("v19.3.0-ts-image_pull-build.log", "v19.3.0-ts-missing-test.log", "job_failed_before_cache",
+     'image pull failed: Back-off pulling image "busybox:1.37.0"'),
+    ("v19.3.0-ts-script_fail-build.log", "v19.3.0-ts-missing-test.log", "job_failed_before_cache",
+     "ERROR: Job failed: command terminated with exit code 1"),
+    # 17.x: Sprintln leaves the message's newline before the colour reset (common/build.go@v17.0.0:889)
+    ("v17.0.0-ts-image_pull-build.log", "v17.0.0-plain-missing-test.log", "job_failed_before_cache",
+     'image pull failed: Back-off pulling image "busybox:1.37.0"'),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("build", "test", "phrases"),
-    [
-        (  # http runner against an https store: TLS server answers plain HTTP with 400
-            build_trace(
-                f"Uploading cache.zip to {URL.replace('https', 'http')}",
-                "WARNING: Retrying...  error=received: 400 Bad Request. Client sent an HTTP request to an HTTPS server.",
-                "FATAL: received: 400 Bad Request",
-                "Failed to create cache",
-            ),
-            job_trace(ok=False),
-            ["speaks http to a store that answers https", "it must be false here"],
-        ),
-        (
-            build_trace(
-                f'FATAL: Put "{URL}?X-Amz-Credential=AKIA": tls: failed to verify certificate: x509: certificate signed by unknown authority',
-                "Failed to create cache",
-            ),
-            job_trace(ok=False),
-            ["does not trust the store's TLS certificate"],
-        ),
-        (
-            build_trace(
-                f'FATAL: Put "{URL}": dial tcp: lookup minio.example.com: no such host', "Failed to create cache"
-            ),
-            job_trace(ok=False),
-            ["cannot reach the store (no such host)"],
-        ),
-        (
-            build_trace(),
-            job_trace(
-                "WARNING: file does not exist", "Failed to extract cache", key=KEY + "-4-non_protected", ok=False
-            ),
-            ["cache index changed between the jobs", "cleared the runner caches"],
-        ),
-        (
-            build_trace(),
-            job_trace("WARNING: file does not exist", "Failed to extract cache", ok=False),
-            ["runners differ in bucket, Path or store", "minio.example.com/runner/runner/t3AbCdEfG/project/42/"],
-        ),
-        (
-            build_trace().replace("Job succeeded", "ERROR: Job failed: command terminated with exit code 2"),
-            None,
-            [
-                "The build job failed before it could save the cache (ERROR: Job failed: command terminated with exit code 2)"
-            ],
-        ),
-    ],
-    ids=[
-        "http-to-https",
-        "untrusted-certificate",
-        "unreachable",
-        "index-changed",
-        "other-bucket-or-path",
-        "build-failed",
-    ],
+    ("build", "test", "cause", "line"), FAILURES, ids=[f"{c}:{b[:7]}:{t[8:-4]}" for b, t, c, _ in FAILURES]
 )
-def test_failures_are_explained(build: str, test: str | None, phrases: list[str]) -> None:
-    record = evidence(build, test)
-    if "exit code 2" in build:
-        record.jobs[0].status = "failed"
-    verdict = diagnose(record, STORE, None)
-    assert not verdict.passed
-    text = " ".join(verdict.diagnosis)
-    for phrase in phrases:
-        assert phrase in text, (phrase, text)
+def test_each_failure_yields_its_true_cause(build: str, test: str, cause: str, line: str) -> None:
+    verdict = run(build, test, nonce=NONCE)
+    assert not verdict.passed and verdict.cause == cause, verdict.message
+    assert any(line in evidence for evidence in verdict.evidence), verdict.evidence
+    assert verdict.fix and verdict.message
 
 
-def test_pending_job_with_runner_and_unfinished_pipeline() -> None:
-    stuck = evidence(build_trace(), None, timed_out=True, status="running")
-    stuck.jobs[0].status = "pending"
-    assert diagnose(stuck, STORE, None).diagnosis == [
-        "The build job was still pending after 60 s; the pipeline was cancelled."
-    ]
-    nothing = evidence(build_trace(), None, timed_out=True, status="created", jobs=[])
-    assert "did not finish within 60 s (status created)" in diagnose(nothing, STORE, None).diagnosis[0]
+def test_messages_name_runners_keys_and_where_the_job_failed() -> None:
+    shared = run("v19.3.0-ts-ok-build.log", "v19.3.0-ts-other-runner-missing-test.log")
+    assert "token t3_Hk9xQ, system ID r_Uq5tW3pLx8Zc" in shared.message and "runner/t3_Pq7rZ/" in shared.message
+    assert "Shared = true" in shared.fix
+    keys = run("v19.3.0-ts-ok-build.log", "v19.3.0-ts-protected-key-test.log")
+    assert f"saved the cache as {KEY!r}" in keys.message and "protected-branch suffixes" in keys.message
+    pulled = run("v19.3.0-ts-image_pull-build.log", "v19.3.0-ts-missing-test.log")
+    assert "while starting its pod" in pulled.message and "not to blame" in pulled.message
+    no_url = run("v19.3.0-ts-no_url-build.log", "v19.3.0-ts-no_url-test.log")
+    for cause in ("Could not create cache adapter", "error while generating S3 pre-signed URL", "IAM", "secretName"):
+        assert cause in no_url.fix
 
 
-def test_untagged_jobs_are_named_as_such() -> None:
-    stuck = evidence("", None, timed_out=True, tags=[], status="pending")
-    stuck.jobs[0].status, stuck.jobs[0].runner = "pending", None
-    assert "No online runner with the tags [no tags (untagged jobs)]" in diagnose(stuck, STORE, None).diagnosis[0]
-
-
-def test_cleanup_problems_are_warnings() -> None:
-    verdict = diagnose(evidence(build_trace(), job_trace(), cleanup_errors=["could not delete branch x"]), STORE, FOUND)
-    assert verdict.passed and verdict.warnings == ["cleanup: could not delete branch x"]
-
-
-def test_runner_identity_reads_names_with_spaces_and_old_traces() -> None:
-    assert runner_identity("Running with gitlab-runner 18.5.0 (x)\n  on my k8s runner t3AbCdEfG, system ID: s_1\n") == (
-        "my k8s runner",
-        "t3AbCdEfG",
+def test_an_x509_error_outside_the_cache_sections_is_not_the_stores() -> None:
+    """An image pull that fails on an untrusted registry certificate is a failure before the cache."""
+    build = raw("v19.3.0-ts-image_pull-build.log").replace(
+        "Back-off pulling image", "x509: certificate signed by unknown authority"
     )
-    assert runner_identity("Running with gitlab-runner 13.2.1 (efa30e33)\n  on docker-runner N1Bf5i3f\n") == (
-        "docker-runner",
-        "N1Bf5i3f",
+    verdict = diagnose(normalize(build), normalize(raw("v19.3.0-ts-missing-test.log")))
+    assert verdict.cause == "job_failed_before_cache"
+
+
+def test_a_stale_cache_without_this_runs_nonce_fails() -> None:
+    verdict = run("v19.3.0-ts-ok-build.log", "v19.3.0-ts-ok-test.log", nonce="another-run")
+    assert verdict.cause == "stale_cache" and not verdict.passed
+
+
+def test_gitlab_failure_reason_names_a_job_that_never_started() -> None:
+    verdict = diagnose(
+        normalize(""),
+        normalize(""),
+        build_job=JobInfo(name=BUILD_JOB, status="failed", failure_reason="stuck_or_timeout_failure"),
     )
-    assert runner_identity("no header here\n") is None
+    assert verdict.cause == "job_failed_before_cache" and "stuck_or_timeout_failure" in verdict.message
 
 
-def test_redact_removes_presigned_queries_and_secrets() -> None:
-    text = f'FATAL: Put "{URL}?X-Amz-Algorithm=AWS4&X-Amz-Credential=AKIAEXAMPLE%2F2025&X-Amz-Signature=deadbeef": boom token glpat-abc'
-    masked = redact(text, ["glpat-abc", "", "x"])
-    assert "AKIAEXAMPLE" not in masked and "deadbeef" not in masked and "glpat-abc" not in masked
-    assert f'"{URL}?***"' in masked and masked.endswith("token ***")
-
-
-def test_excerpt_keeps_the_cache_lines_only() -> None:
-    lines = excerpt(build_trace()).splitlines()
-    assert (
-        lines[0].startswith("Running with gitlab-runner")
-        and "Created cache" in lines
-        and "Saving cache for successful job" not in lines
+def test_runner_identity_reads_header_flags_and_manager() -> None:
+    identity = runner_identity(normalize(raw("v19.3.0-ts-hashed-build.log")))
+    assert (identity.version, identity.name, identity.short_token, identity.system_id) == (
+        "19.3.0", "gitlab-runner", "t3_Hk9xQ", "r_Uq5tW3pLx8Zc",
+    )  # fmt: skip
+    assert identity.feature_flags == {"FF_HASH_CACHE_KEYS": True}
+    assert identity.manager == "gitlab-runner-6d8f9b7c5-k2x9p" and identity.pod.startswith(
+        "runner-t3-hk9xq-project-42-"
     )
-    long = excerpt("\n".join(f"WARNING: {n}" for n in range(100)), limit=10).splitlines()
-    assert len(long) == 11 and long[5] == "…"
-
-
-# --------------------------------------------------------------------------------------------------- CI file + settings
-
-
-def test_generated_ci_file() -> None:
-    document = yaml.safe_load(verification_ci(KEY, NONCE, ["k8s", "cache"], "busybox:1.37"))
-    assert document["stages"] == ["build", "test"]
-    build, test = document["build"], document["test"]
-    assert build["cache"] == {"key": KEY, "paths": ["vendor/"], "policy": "push"}
-    assert test["cache"] == {"key": KEY, "paths": ["vendor/"], "policy": "pull"} and test["needs"] == ["build"]
-    assert build["tags"] == test["tags"] == ["k8s", "cache"] and build["image"] == test["image"] == "busybox:1.37"
-    assert build["variables"] == {"RC_VERIFY_NONCE": NONCE} and "variables" not in test
-    assert NONCE not in " ".join(test["script"]) and "$HOSTNAME" in " ".join(build["script"] + test["script"])
-    assert "tags" not in yaml.safe_load(verification_ci(KEY, NONCE, [], "busybox"))["build"]
-
-
-def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RUNNER_CACHE_GITLAB__URL", "https://gitlab.example.com/")
-    monkeypatch.setenv("RUNNER_CACHE_GITLAB__TOKEN", "glpat-secret-value")
-    monkeypatch.setenv("RUNNER_CACHE_GITLAB__PROJECT", "/qa/verify/")
-    monkeypatch.setenv("RUNNER_CACHE_GITLAB__RUNNER_TAGS", "k8s, cache")
-    gitlab = load_settings().gitlab
-    assert (gitlab.url, gitlab.project, gitlab.runner_tags, gitlab.configured) == (
-        "https://gitlab.example.com",
-        "qa/verify",
-        ["k8s", "cache"],
-        True,
-    )
-    monkeypatch.setenv("RUNNER_CACHE_GITLAB__RUNNER_TAGS", '["k8s", "big cache"]')
-    assert load_settings().gitlab.runner_tags == ["k8s", "big cache"]
-    assert "glpat-secret-value" not in repr(load_settings().gitlab)
+    assert runner_identity(normalize(raw("v17.0.0-ts-ok-build.log"))).feature_flags == {"FF_TIMESTAMPS": True}
 
 
 @pytest.mark.parametrize(
-    ("field", "value", "message"),
+    ("line", "uploading", "cause"),
     [
-        ("URL", "gitlab.internal", "must be a URL with scheme and host"),
-        ("URL", "https://user:pw@gitlab.example.com", "must not carry a query, fragment or credentials"),
-        ("PROJECT", "qa//verify", "must be a numeric id or a path like group/project"),
-        ("RUNNER_TAGS", '["k8s-x"', "is not a JSON list"),
-        ("RUNNER_TAGS", '["a,b"]', "each tag must be 1-255 characters without commas"),
-        ("IMAGE", "busybox latest", "must be one image reference without spaces"),
-        ("TIMEOUT_SECONDS", "0", "greater than 0"),
-        ("POLL_SECONDS", "-1", "greater than 0"),
-        ("BRANCH_PREFIX", "Verify/Branch", "must be 1-60 characters"),
+        ("FATAL: received: 400 Bad Request. Request failed with code: AuthorizationHeaderMalformed, message: the region 'us-east-1' is wrong", True, "wrong_region"),
+        ("FATAL: received: 301 Moved Permanently. Request failed with code: PermanentRedirect, message: use the endpoint", True, "wrong_region"),
+        ("FATAL: received: 403 Forbidden. Request failed with code: RequestTimeTooSkewed, message: too skewed", True, "clock_skew"),
+        ("FATAL: received: 400 Bad Request. Request failed with code: AuthorizationQueryParametersError, message: X-Amz-Expires must be less than a week", True, "signature_mismatch"),
+        ('FATAL: Put "https://s3.internal/runner/x": dial tcp: lookup s3.internal on 10.0.0.10:53: no such host', True, "store_unreachable"),
+        ('WARNING: Get "https://s3.internal/runner/x": context deadline exceeded (Client.Timeout exceeded while awaiting headers)', False, "store_unreachable"),
+        ("FATAL: received: 404 Not Found", True, "no_such_bucket"),
+        ("WARNING: file does not exist", False, None),
+        ("WARNING: Cache file does not exist", False, None),
     ],
-)
-def test_bad_settings_are_named_without_their_value(
-    field: str, value: str, message: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(f"RUNNER_CACHE_GITLAB__{field}", value)
-    with pytest.raises(ConfigError) as error:
-        load_settings()
-    assert f"RUNNER_CACHE_GITLAB__{field}: " in str(error.value) and message in str(error.value)
-    if len(value) > 3:
-        assert value not in str(error.value)
+)  # fmt: skip
+def test_classify_error_lines(line: str, uploading: bool, cause: str | None) -> None:
+    assert classify(line, uploading=uploading) == cause
 
 
-def test_unconfigured_gitlab_is_refused_by_the_pipeline_runner() -> None:
-    from runner_cache.tasks.verify.pipeline import run_verification_pipeline
+def test_object_from_url_in_both_addressing_styles() -> None:
+    assert object_from_url("https://s3.example.com/runner/project/42/k-protected", "runner") == "project/42/k-protected"
+    assert (
+        object_from_url("https://runner.s3.eu-central-1.amazonaws.com/runner/t/project/1/k", "runner")
+        == "runner/t/project/1/k"
+    )
+    assert object_from_url("https://s3.example.com/other/project/42/k", "runner") is None
 
-    with pytest.raises(ValueError, match="GitLab is not configured"):
-        run_verification_pipeline(GitLabSettings(url="https://gitlab.example.com"))
+
+# --------------------------------------------------------------------------------------------------- pipeline
+
+
+def evidence(
+    build: str | None = "v19.3.0-ts-ok-build.log", test: str | None = "v19.3.0-ts-ok-test.log", **fields: object
+) -> PipelineEvidence:
+    jobs = []
+    if build:
+        jobs.append(JobEvidence(id=1, name=BUILD_JOB, status="success", system_id="r_Uq5tW3pLx8Zc", trace=raw(build)))
+    if test:
+        jobs.append(JobEvidence(id=2, name=TEST_JOB, status="success", system_id="r_Zk2mN7qW4eRt", trace=raw(test)))
+    values: dict = {"project": "qa/verify", "project_id": 42, "cache_key": "runner-cache-verify-1a2b3c4d", "nonce": NONCE,
+                    "tags": ["k8s"], "timeout_seconds": 60, "jobs": jobs}  # fmt: skip
+    return PipelineEvidence(**{**values, **fields})
+
+
+def test_pipeline_passes_with_the_object_found_and_reports_what_stays() -> None:
+    check = ObjectCheck(expected=f"runner/t3_Hk9xQ/project/42/{KEY}", bucket="runner", found=True, size=180)
+    verdict = diagnose_pipeline(
+        evidence(kept_pipelines=[7, 8], cleanup_errors=["GitLab: could not delete branch"]), STORE, check
+    )
+    assert verdict.passed and verdict.proven_across_managers  # the API's runner_manager.system_id differs
+    assert "pipelines 7, 8 stay in the project: deleting pipelines needs the Owner role" in verdict.warnings
+    assert "cleanup: GitLab: could not delete branch" in verdict.warnings
+
+
+def test_pipeline_object_elsewhere_or_missing_fails() -> None:
+    elsewhere = ObjectCheck(expected=f"runner/t3_Hk9xQ/project/42/{KEY}", bucket="runner", found=False,
+                            elsewhere=[f"ci/runner/t3_Hk9xQ/project/42/{KEY}"])  # fmt: skip
+    assert diagnose_pipeline(evidence(), STORE, elsewhere).cause == "layout_mismatch"
+    missing = ObjectCheck(expected=f"runner/t3_Hk9xQ/project/42/{KEY}", bucket="runner", found=False, searched=12)
+    verdict = diagnose_pipeline(evidence(), STORE, missing)
+    assert verdict.cause == "object_not_in_bucket" and "(searched 12 objects)" in verdict.message
+    assert verdict.evidence and verdict.evidence[0].startswith("Uploading cache.zip to ")
+
+
+def test_pipeline_refusals_timeouts_and_missing_jobs() -> None:
+    refused = diagnose_pipeline(
+        evidence(None, None, setup_error="GitLab: project 'qa/verify' has an empty repository"), STORE, None
+    )
+    assert refused.cause == "gitlab_refused" and "empty repository" in refused.message
+    pending = evidence(
+        None,
+        None,
+        timed_out=True,
+        runner_notes=["runner 3 (k8s) is protected: it runs jobs of protected branches only"],
+    )
+    pending.jobs = [
+        JobEvidence(id=1, name=BUILD_JOB, status="pending"),
+        JobEvidence(id=2, name=TEST_JOB, status="created"),
+    ]
+    verdict = diagnose_pipeline(pending, STORE, None)
+    assert (
+        verdict.cause == "jobs_pending"
+        and "No runner took the runner-cache-verify-build job within 60 s" in verdict.message
+    )
+    assert "is protected" in verdict.message
+    running = evidence(None, None, timed_out=True)
+    running.jobs = [JobEvidence(id=1, name=BUILD_JOB, status="running", trace=raw("v19.3.0-ts-script_fail-build.log"))]
+    assert diagnose_pipeline(running, STORE, None).cause == "job_timed_out"
+    assert diagnose_pipeline(evidence(None, None), STORE, None).cause == "jobs_missing"
+    skipped = evidence("v19.3.0-ts-image_pull-build.log", None)
+    skipped.jobs[0].status, skipped.jobs[0].failure_reason = "failed", "runner_system_failure"
+    verdict = diagnose_pipeline(skipped, STORE, None)
+    assert verdict.cause == "job_failed_before_cache" and "runner_system_failure" in verdict.message
+
+
+def test_an_instance_runner_is_pointed_out() -> None:
+    found = evidence()
+    found.jobs[0].runner_type, found.jobs[0].runner = "instance_type", "2-green.saas-linux-small-amd64"
+    verdict = diagnose_pipeline(found, STORE, None)
+    assert any("ran on an instance runner (2-green.saas-linux-small-amd64)" in w for w in verdict.warnings)

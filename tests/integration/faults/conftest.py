@@ -1,0 +1,241 @@
+"""Real processes for the fault matrix (docs/reliability.md): a SeaweedFS of each test's own that the test may
+kill, a fault-injecting HTTP proxy in front of a store, and ``runner-cache`` run as a subprocess.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BytesIO
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from pydantic import SecretStr
+
+from runner_cache.blocks.store import StoreSettings
+from tests.conftest import ACCESS_KEY, SECRET_KEY
+from tests.support.servers import free_port
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[3]
+BODY = b"PK\x05\x06" + b"\0" * 18  # an empty zip archive, like a tiny cache
+
+
+@dataclass
+class Seaweed:
+    """A ``weed mini`` of one test (started by the local backend): kill it, start it again with its data."""
+
+    local: StoreSettings  # backend "local": what the backend starts and stops
+    store: StoreSettings  # the same server as an "external" store, the way the flows under test see it
+
+    @property
+    def pid(self) -> int:
+        from runner_cache.tasks.store import local_backend
+
+        pid = local_backend.state(self.local).pid
+        assert pid is not None
+        return pid
+
+    def start(self) -> None:
+        from runner_cache.tasks.store import local_backend
+
+        local_backend.ensure(self.local)
+
+
+@pytest.fixture
+def own_seaweed(tmp_path: Path) -> Iterator[Seaweed]:
+    from runner_cache.tasks.store import local_backend
+
+    local = StoreSettings(
+        backend="local",
+        endpoint=f"http://127.0.0.1:{free_port()}",
+        access_key=SecretStr(ACCESS_KEY),
+        secret_key=SecretStr(SECRET_KEY),
+        state_dir=tmp_path / "seaweed",
+        bucket="faults",
+    )
+    local_backend.ensure(local)
+    try:
+        yield Seaweed(local, local.model_copy(update={"backend": "external"}))
+    finally:
+        local_backend.stop(local)
+
+
+def seed(store: StoreSettings, names: Iterable[str], body: bytes = BODY, threads: int = 16) -> None:
+    client = store.client(pool_size=threads)
+    if not client.bucket_exists(store.bucket):
+        client.make_bucket(store.bucket, location=store.region)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda name: client.put_object(store.bucket, name, BytesIO(body), len(body)), names))
+
+
+def names_in(store: StoreSettings) -> set[str]:
+    return {entry.object_name for entry in store.client().list_objects(store.bucket, recursive=True)}
+
+
+def store_env(store: StoreSettings) -> dict[str, str]:
+    return {
+        "RUNNER_CACHE_STORE__BACKEND": "external",
+        "RUNNER_CACHE_STORE__ENDPOINT": store.endpoint,
+        "RUNNER_CACHE_STORE__ACCESS_KEY": store.access_key.get_secret_value(),
+        "RUNNER_CACHE_STORE__SECRET_KEY": store.secret_key.get_secret_value(),
+        "RUNNER_CACHE_STORE__BUCKET": store.bucket,
+    }
+
+
+def cli_env(extra: dict[str, str], api_url: str | None) -> dict[str, str]:
+    """A clean environment for a ``runner-cache`` subprocess: no RUNNER_CACHE_* but ``extra``, the given Prefect API."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("RUNNER_CACHE_", "PREFECT_API"))}
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1", **extra)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+def harness_api_url() -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the prefect_api fixture sets PREFECT_API_URL"
+    return url
+
+
+def start_cli(args: list[str], env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, Path, Path]:
+    """``runner-cache ARGS`` in the background: (process, stdout file, stderr file)."""
+    out, err = log_dir / "stdout.json", log_dir / "stderr.txt"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen([str(BIN / "runner-cache"), *args], env=env, cwd=REPO, stdout=stdout, stderr=stderr)
+    return process, out, err
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "runner-cache"), *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def problem_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("runner-cache: ")]
+
+
+def assert_clean_stderr(stderr: str, *secrets: str) -> None:
+    """No traceback, no raw library error, no continuation token or signature, no secret."""
+    for bad in ("Traceback", "MaxRetryError", "continuation-token", "X-Amz-Signature", *secrets):
+        assert bad not in stderr, f"{bad!r} on stderr:\n{stderr[-3000:]}"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout} s")
+        time.sleep(interval)
+
+
+# A fault rule sees (method, path, query, body) and says what to do: None (forward), an int (answer that HTTP
+# status with an S3 error body), a float (forward after that many seconds), or "drop" (close without answering).
+Rule = Callable[[str, str, str, bytes], "int | float | str | None"]
+
+
+@dataclass
+class FaultProxy:
+    """A forwarding HTTP proxy in front of a store (Host kept, so signatures stay valid) with a switchable fault."""
+
+    endpoint: str
+    rule: Rule | None = None
+    seen: list[tuple[str, str, str, object]] = field(default_factory=list)
+
+    def store(self, store: StoreSettings) -> StoreSettings:
+        return store.model_copy(update={"endpoint": self.endpoint})
+
+    def count(self, action: object) -> int:
+        return sum(1 for *_, done in self.seen if done == action)
+
+
+def _handler(upstream: tuple[str, int], proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            parts = urlsplit(self.path)
+            action = proxy.rule(self.command, parts.path, parts.query, body) if proxy.rule else None
+            proxy.seen.append((self.command, parts.path, parts.query, action))
+            if action == "drop":
+                self.close_connection = True
+                self.connection.close()
+                return
+            if isinstance(action, int):
+                error = (
+                    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
+                    b"<Message>injected by the test proxy</Message></Error>"
+                )
+                self.send_response(action)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
+            if isinstance(action, float):
+                time.sleep(action)
+            connection = http.client.HTTPConnection(*upstream, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in {"connection", "transfer-encoding"}}
+            try:
+                connection.request(self.command, self.path, body=body or None, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+            except OSError:
+                self.close_connection = True  # the store is gone: so is the answer, as with the store itself
+                self.connection.close()
+                return
+            finally:
+                connection.close()
+            self.send_response(response.status)
+            for name, value in response.getheaders():
+                if name.lower() not in {"transfer-encoding", "connection", "content-length"}:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+    return Handler
+
+
+@contextmanager
+def fault_proxy(store: StoreSettings) -> Iterator[FaultProxy]:
+    """A :class:`FaultProxy` in front of ``store`` on 127.0.0.1, stopped afterwards."""
+    upstream = urlsplit(store.endpoint)
+    proxy = FaultProxy(endpoint="")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler((upstream.hostname or "", upstream.port or 80), proxy))
+    server.daemon_threads = True
+    proxy.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def read_json(path: Path) -> dict:
+    text = path.read_text()
+    assert text.strip(), "nothing on stdout"
+    return json.loads(text)
