@@ -47,7 +47,11 @@ def _load(config: str | None) -> RunnerCacheSections:
     except RuntimeError as error:  # Prefect wraps the block's ValidationError, whose text quotes the stored values
         if isinstance(error.__cause__, ValidationError):
             invalid = ConfigError.from_validation(error.__cause__)
-            raise ConfigError(f"the Runner Cache Config block {config!r} is invalid: {invalid}") from None
-        raise ConfigError(f"could not load the Runner Cache Config block {config!r}: {type(error).__name__}") from None
-    except ValueError as error:
-        raise ConfigError(f"no Runner Cache Config block named {config!r}: {error}") from None
+            raise ConfigError(f"--config: the saved Runner Cache Config block is invalid: {invalid}") from None
+        raise ConfigError(f"--config: could not load the Runner Cache Config block ({type(error).__name__})") from None
+    except ValueError:
+        # The name is not echoed: a secret pasted in the wrong place must not reach a log.
+        raise ConfigError(
+            "--config: no Runner Cache Config block by that name (`prefect block ls` lists the saved ones; "
+            "`runner-cache blocks save NAME` saves one)"
+        ) from None

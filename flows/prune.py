@@ -14,6 +14,7 @@ from runner_cache.flows.locks import exclusive
 from runner_cache.tasks.prune.rules import PruneOptions, human_size
 from runner_cache.tasks.prune.walk import PruneReport, prune_cache_task
 from runner_cache.tasks.results import markdown_table
+from runner_cache.tasks.store.identity import prune_store
 
 TOTALS = (
     "deleted_count",
@@ -152,7 +153,8 @@ def prune_runner_cache(
     )
     sections = resolve_config(config)
     with exclusive(store=sections.store):  # prune and setup of one bucket never overlap (flows/locks.py)
-        report = prune_cache_task(sections.store, sections.cache, sections.gitlab, options, deletions_file)
+        store = prune_store(sections)  # the prune identity: list, read and delete under the prefix, nothing else
+        report = prune_cache_task(store, sections.cache, sections.gitlab, options, deletions_file)
     bucket = sections.store.bucket
     create_table_artifact(
         key="prune-runner-cache-objects",

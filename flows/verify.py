@@ -18,6 +18,7 @@ from runner_cache.flows.reporting import run_steps, steps_markdown
 from runner_cache.redaction import redact
 from runner_cache.tasks.events import bucket_resource
 from runner_cache.tasks.results import StepResult, markdown_table, timed
+from runner_cache.tasks.store.identity import prune_store
 from runner_cache.tasks.store.roundtrip import check_roundtrip_task
 from runner_cache.tasks.verify.diagnosis import (
     BUILD_JOB,
@@ -67,8 +68,8 @@ def _object_check(
         or not build.get("created_key")
     ):
         return None
-    return check_cache_object_task(
-        sections.store, sections.cache, evidence.project_id, build["short_token"], build["created_key"]
+    return check_cache_object_task(  # reads and deletes the object: the prune identity is enough
+        prune_store(sections), sections.cache, evidence.project_id, build["short_token"], build["created_key"]
     )
 
 

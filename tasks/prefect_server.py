@@ -225,7 +225,11 @@ def _converge(server: ServerFiles, current: ServerState, apply: bool, timeout: f
     if current.running and _healthy(current.port):
         return "unchanged", f"reused the local Prefect server (pid {current.pid})", current.port
     if not apply:
-        verb = "restart the local Prefect server (it does not answer)" if current.running else "start one"
+        verb = (
+            "restart the local Prefect server (it does not answer)"
+            if current.running
+            else "start a local Prefect server"
+        )
         return "planned", f"would {verb}", current.port if current.running else _choose_port(server)
     if current.running:  # alive but silent: give a loaded machine a moment before restarting it
         deadline = time.monotonic() + 20

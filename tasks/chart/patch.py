@@ -22,7 +22,7 @@ import difflib
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,18 @@ from runner_cache.tasks.results import markdown_table
 
 _TEMPLATE_SUFFIXES = {".tpl", ".yaml", ".yml"}
 _EMPTY_DEFAULT = re.compile(r"default\s+(\"\"|'')")
+
+
+@dataclass(frozen=True)
+class InstallableChart:
+    """What ``helm upgrade`` needs of a chart, each read once: its directory, name and version (Chart.yaml),
+    whether it is our patched copy, and the user's values file as loaded (``{}`` without one)."""
+
+    path: Path
+    name: str
+    version: str
+    patched: bool = False
+    user_values: dict[str, Any] = field(default_factory=dict)
 
 
 class ChartPlan(BaseModel):
@@ -100,6 +112,12 @@ class ChartPlan(BaseModel):
     values_key: str | None = None
     config_from: str | None = None
     runner_config: str | None = None
+    user_values: dict[str, Any] = {}
+
+    @property
+    def installable(self) -> InstallableChart:
+        """This plan's chart as the upgrade takes it: nothing is read again."""
+        return InstallableChart(self.chart_dir, self.name, self.version, self.patched, self.user_values)
 
     @property
     def ok(self) -> bool:
@@ -337,10 +355,11 @@ def prepare_chart(
     source = locate_chart(reference, version or release.chart_version, release.chart_repo, workdir)
     intended = intended_settings(config.store, config.cache)
     key = source.runner.values_key
+    user_values = load_values_file(release.values_file)
     sources = ValueSources(
         chart=runner_defaults(source),
         deployed=runner_part(release_values or {}, key),
-        user=runner_part(load_values_file(release.values_file), key),
+        user=runner_part(user_values, key),
     )
     runner_values, notes = build_values(source.generation, intended, release.secret_name, sources, image_tag=image_tag)
     values = under_key(runner_values, key)
@@ -371,6 +390,7 @@ def prepare_chart(
     patch = describe_patch(source.runner.path, runner_dir, applied, title) if applied else None
     plan = ChartPlan(
         reference=reference,
+        user_values=user_values,
         name=source.name,
         version=source.version,
         generation=source.generation,

@@ -50,8 +50,8 @@ from runner_cache.blocks.release import ReleaseSettings
 from runner_cache.errors import ConfigError, HelmClusterUnreachable, HelmError, HelmTimeout
 from runner_cache.redaction import redact
 from runner_cache.tasks.chart.helm_cli import helm_binary
-from runner_cache.tasks.chart.source import read_chart_yaml
-from runner_cache.tasks.chart.values import describe_value_changes, load_values_file, merge_values
+from runner_cache.tasks.chart.patch import InstallableChart
+from runner_cache.tasks.chart.values import describe_value_changes, merge_values
 from runner_cache.tasks.events import release_resource
 from runner_cache.tasks.kube.cluster import select_cluster
 from runner_cache.tasks.logs import run_logger
@@ -212,7 +212,7 @@ def chart_digest(chart: Path) -> str:
     return digest.hexdigest()
 
 
-def expected_values(release: ReleaseSettings, values: dict, deployed: DeployedRelease | None) -> dict:
+def expected_values(user_values: dict, values: dict, deployed: DeployedRelease | None) -> dict:
     """The values helm will record: what the release already has, then the user's values file, then ours.
 
     This mirrors ``--reset-then-reuse-values``: everything the release was installed with (``gitlabUrl``, the
@@ -220,7 +220,7 @@ def expected_values(release: ReleaseSettings, values: dict, deployed: DeployedRe
     those values passing through a file of ours.
     """
     base = json.loads(json.dumps(deployed.values)) if deployed else {}
-    user = json.loads(json.dumps(load_values_file(release.values_file), default=yaml_scalar_text))
+    user = json.loads(json.dumps(user_values, default=yaml_scalar_text))
     return merge_values(merge_values(base, user), json.loads(json.dumps(values)))
 
 
@@ -265,14 +265,14 @@ def _write_values(directory: Path, values: dict) -> Path:
 
 def upgrade_release(
     release: ReleaseSettings,
-    chart: Path,
+    chart: InstallableChart,
     values: dict,
     *,
-    patched: bool = False,
     secrets: Sequence[SecretStr] = (),
     apply: bool = True,
 ) -> StepResult:
-    """``helm upgrade --install`` the chart directory ``chart`` with ``values`` (ours), unless the deployed
+    """``helm upgrade --install`` the prepared ``chart`` (``ChartPlan.installable``: read once) with ``values``
+    (ours) on top of the user's values file, unless the deployed
     revision already has the same chart and values: then nothing runs and the step is ``unchanged``.
 
     helm waits for the resources and rolls back by itself when the upgrade fails (``--rollback-on-failure``
@@ -291,8 +291,8 @@ def upgrade_release(
         raise ConfigError(
             "refusing to pass the store's credentials to helm in values: the chart must read them from the Secret"
         )
-    name, version = read_chart_yaml(chart)
-    label, digest, where = f"{name}-{version}", chart_digest(chart), f"{release.namespace}/{release.release}"
+    label, where = f"{chart.name}-{chart.version}", f"{release.namespace}/{release.release}"
+    digest = chart_digest(chart.path)
     data: dict[str, Any] = {"release": release.release, "namespace": release.namespace, "chart": label}
     with timed() as timer:
         deployed = deployed_release(release)
@@ -303,11 +303,11 @@ def upgrade_release(
                 data |= {"chart_digest": digest, "reasons": [f"revision {deployed.revision} is {deployed.status}"]}
                 return StepResult(step="release", status="planned", detail=detail, seconds=timer.seconds, data=data)
             deployed, settled = settle_pending(release, deployed)
-        wanted = expected_values(release, values, deployed)
-        reasons = release_drift(deployed, label, digest, patched, wanted)
+        wanted = expected_values(chart.user_values, values, deployed)
+        reasons = release_drift(deployed, label, digest, chart.patched, wanted)
         previous = deployed.deployed_revision if deployed else None  # recorded before helm runs
         if reasons and apply:
-            revision = _upgrade(release, chart, values, label, digest, reasons, secrets)
+            revision = _upgrade(release, chart.path, values, label, digest, reasons, secrets)
     data |= {"chart_digest": digest, "reasons": reasons}
     if settled:
         data["settled"] = settled

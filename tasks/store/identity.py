@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from runner_cache.errors import (
     WorkFailed,
     innermost_cause,
 )
+from runner_cache.tasks.logs import run_logger
 from runner_cache.tasks.policy import external_task
 from runner_cache.tasks.results import StepResult, timed
 from runner_cache.tasks.store.policy import (
@@ -555,7 +557,9 @@ def prove_identity(store: StoreSettings, cache: CacheSettings, credentials: Cred
             put = http.request(
                 "PUT", client.presigned_put_object(store.bucket, name, expires=timedelta(minutes=5)), body=body
             )
+            _server_failure(put, "PUT", store.endpoint)
             got = http.request("GET", client.presigned_get_object(store.bucket, name, expires=timedelta(minutes=5)))
+            _server_failure(got, "GET", store.endpoint)
             if put.status != 200 or got.status != 200 or got.data != body:
                 problems.append(f"put/get under {prefix!r} failed (HTTP {put.status}/{got.status})")
             deleted = http.request(
@@ -578,6 +582,22 @@ def prove_identity(store: StoreSettings, cache: CacheSettings, credentials: Cred
         status="unchanged",
         seconds=timer.seconds,
         detail=f"the runner key put and got an object under {prefix!r} by presigned URLs; delete and listing were refused",
+    )
+
+
+def _server_failure(response: urllib3.BaseHTTPResponse, method: str, endpoint: str) -> None:
+    """A 5xx is the store failing (a full disk says ``InternalError``), not the identity being wrong: say so in the
+    store's words. Not transient: a full disk stays full for the seconds a retry waits."""
+    if response.status < 500:
+        return
+    code = re.search(rb"<Code>([^<]{1,100})</Code>", response.data or b"")
+    message = re.search(rb"<Message>([^<]{1,300})</Message>", response.data or b"")
+    words = ": ".join(part.group(1).decode(errors="replace") for part in (code, message) if part)
+    raise StoreError(
+        f"{endpoint} answered HTTP {response.status} to the identity check's {method}"
+        + (f" ({words})" if words else ""),
+        hint="check the store's own log and free space",
+        transient=False,
     )
 
 
@@ -648,10 +668,24 @@ def runner_store(sections: RunnerCacheSections, *, planning: bool = False, vault
 
 def prune_store(sections: RunnerCacheSections, vault: Vault | None = None) -> StoreSettings:
     """The store as prune and verify should use it: the prune identity's key, or the admin key when the
-    user says so (``RUNNER_CACHE_STORE__IDENTITIES__PRUNE_USES_ADMIN``)."""
-    if sections.store.identities.prune_uses_admin:
-        return sections.store
-    return as_store(sections.store, identity_credentials(sections.store, "prune", vault))
+    user says so (``RUNNER_CACHE_STORE__IDENTITIES__PRUNE_USES_ADMIN``).
+
+    Before the first ``setup`` there is no prune identity yet: the run then uses the admin key and says so in its
+    log, rather than failing a nightly prune that worked before identities existed.
+    """
+    store = sections.store
+    if store.identities.prune_uses_admin:
+        return store
+    by_hand = configured(store, "prune")
+    record = None if by_hand else (vault or BlockVault()).load(store, "prune")
+    if by_hand is None and record is None:
+        run_logger(__name__).warning(
+            "no prune identity for bucket %r yet: this run uses the store's admin key; `runner-cache setup` creates "
+            "one (or set RUNNER_CACHE_STORE__IDENTITIES__PRUNE_USES_ADMIN=true to choose the admin key)",
+            store.bucket,
+        )
+        return store
+    return as_store(store, by_hand or Credentials(record.access_key, record.secret_key))
 
 
 def identity_steps(sections: RunnerCacheSections, *, rotate: bool = False) -> list[tuple[str, Any]]:

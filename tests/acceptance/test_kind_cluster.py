@@ -27,6 +27,7 @@ from runner_cache.tasks.kube.api import api_client, ensure_cache_secret, wait_fo
 from runner_cache.tasks.release.helm import deployed_release, rollback_release, upgrade_release
 from runner_cache.tasks.store import kubernetes_backend
 from runner_cache.tasks.store.s3 import wait_until_ready
+from tests.integration.kube.conftest import installable
 from tests.support.servers import free_port, wait_for_port
 
 KUBECONFIG = os.environ.get("RUNNER_CACHE_ACCEPTANCE_KUBECONFIG")
@@ -174,13 +175,13 @@ def test_release_upgrade_no_op_and_rollback(store: StoreSettings, namespaces: tu
     assert ensure_cache_secret(release, store).status == "changed"
     assert ensure_cache_secret(release, store).status == "unchanged"
 
-    installed = upgrade_release(release, chart, values, secrets=[store.access_key, store.secret_key])
+    installed = upgrade_release(release, installable(chart), values, secrets=[store.access_key, store.secret_key])
     assert installed.status == "changed" and installed.data["revision"] == 1
-    assert upgrade_release(release, chart, values).status == "unchanged"
+    assert upgrade_release(release, installable(chart), values).status == "unchanged"
     assert deployed_release(release).revision == 1, "a no-op must not make a revision"
 
     changed = {**values, "concurrent": 4}
-    upgraded = upgrade_release(release, chart, changed)
+    upgraded = upgrade_release(release, installable(chart), changed)
     assert upgraded.data["previous_revision"] == 1 and upgraded.data["revision"] == 2
     wait_for_rollout(release, release.namespace, release.release, timeout=180)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
 
@@ -31,13 +32,17 @@ def flow_run_artifacts(flow_run_id: UUID) -> list[str]:
         return [f"{artifact.key} {artifact.description} {artifact.data}" for artifact in artifacts]
 
 
-def events(prefix: str, expect: int = 1, timeout: float = 15.0) -> list[dict]:
-    """Events whose name starts with ``prefix``; waits for at least ``expect`` of them to arrive."""
+def events(
+    prefix: str, expect: int = 1, timeout: float = 15.0, where: Callable[[dict], bool] | None = None
+) -> list[dict]:
+    """Events whose name starts with ``prefix`` (and that ``where`` accepts); waits for ``expect`` of them, since
+    events reach the API a moment after the run that emitted them (another test's older event must not count)."""
     deadline = time.monotonic() + timeout
     while True:
         with get_client(sync_client=True) as client:
             page = client.read_events(filter=EventFilter(event=EventNameFilter(prefix=[prefix])), limit=50)
         found = [event.model_dump(mode="json") for event in page.events]
+        found = [event for event in found if where is None or where(event)]
         if len(found) >= expect or time.monotonic() > deadline:
             return found
         time.sleep(0.3)

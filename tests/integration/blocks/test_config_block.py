@@ -9,7 +9,7 @@ SENTINEL = "SENTINEL-not-in-errors"
 
 
 def test_unknown_block_name_is_a_config_error(prefect_api: None) -> None:
-    with pytest.raises(ConfigError, match="no Runner Cache Config block named 'does-not-exist'"):
+    with pytest.raises(ConfigError, match="--config: no Runner Cache Config block by that name"):
         resolve_config("does-not-exist")
 
 

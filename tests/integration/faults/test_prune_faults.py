@@ -198,10 +198,9 @@ def test_artifact_event_result_and_deletions_file_agree_when_an_answer_is_lost(
     assert len(names_in(seaweed_store)) == doubt, "the dropped request never reached the store"
     summary = " ".join(flow_run_artifacts(state.state_details.flow_run_id))
     assert f"**Deleted {deleted} cache objects" in summary and f"**{doubt} in doubt**" in summary
-    found = [
-        event
-        for event in events("runner-cache.prune.failed")
-        if event["resource"]["prefect.resource.name"] == seaweed_store.bucket
-    ]
+    found = events(
+        "runner-cache.prune.failed",
+        where=lambda event: event["resource"]["prefect.resource.name"] == seaweed_store.bucket,
+    )
     assert found and found[0]["payload"]["deleted_count"] == deleted and found[0]["payload"]["in_doubt_count"] == doubt
     assert f"{doubt} objects are in doubt" in state.message and f"{deleted} deleted" in state.message

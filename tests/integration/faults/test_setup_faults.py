@@ -161,8 +161,5 @@ def test_disk_full_under_the_local_store_says_so_without_a_retry_storm(full_disk
     assert len(failed) == 1, result.stdout  # the first step that writes an object (identity check or round trip)
     assert 1 <= puts <= 12, f"{puts} PUTs of one object: a retry storm"
     assert_clean_stderr(result.stderr, SECRET_KEY)
-    assert "HTTP 500" in failed[0]["detail"], failed
-    if "InternalError" not in failed[0]["detail"]:
-        # tasks/store/identity.py (issue of another helper) reports a full disk as a wrong identity:
-        # "the runner identity is not what the runner needs: put/get under 'runner/' failed (HTTP 500/404)"
-        pytest.xfail(f"the {failed[0]['step']} step does not name the S3 error: {failed[0]['detail']}")
+    assert "HTTP 500" in failed[0]["detail"] and "InternalError" in failed[0]["detail"], failed
+    assert "S3 store" in failed[0]["detail"] and "identity is not what the runner needs" not in failed[0]["detail"]

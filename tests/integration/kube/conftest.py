@@ -15,6 +15,9 @@ from pydantic import SecretStr
 from runner_cache.blocks.release import ReleaseSettings
 from runner_cache.blocks.store import StoreSettings
 from runner_cache.tasks.chart.helm_cli import helm_binary
+from runner_cache.tasks.chart.patch import InstallableChart
+from runner_cache.tasks.chart.source import read_chart_yaml
+from runner_cache.tasks.chart.values import load_values_file
 from tests.fakes import fake_helm
 from tests.fakes.kube_api import FakeKubeApi, KubeApiServer
 from tests.fakes.rbac import Rbac
@@ -149,3 +152,9 @@ def configured(
     cluster.api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gitlab-runner"}})
     cluster.api.put(runner_deployment())
     return moto_store
+
+
+def installable(chart: Path, *, patched: bool = False, values_file: Path | None = None) -> InstallableChart:
+    """A fixture chart as ``ChartPlan.installable`` would give it, for tests of the upgrade alone."""
+    name, version = read_chart_yaml(chart)
+    return InstallableChart(chart, name, version, patched, load_values_file(values_file))

@@ -19,7 +19,7 @@ from runner_cache.tasks.policy import is_transient
 from runner_cache.tasks.release import helm as helm_module
 from runner_cache.tasks.release.helm import deployed_release, upgrade_release
 from tests.fakes.rbac import Rbac, Request
-from tests.integration.kube.conftest import FakeHelm
+from tests.integration.kube.conftest import FakeHelm, installable
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modern"
 VALUES = {"runners": {"cache": {"secretName": "runner-cache-s3"}}}
@@ -65,7 +65,7 @@ def statuses(helm: FakeHelm, key: str) -> list[str]:
 def test_helm_3_13_is_refused_before_anything_changes(helm: FakeHelm, release: ReleaseSettings) -> None:
     key = seed(helm, release, revision(1, "deployed", {}), version="v3.13.3")
     with pytest.raises(ConfigError, match=r"helm v3\.13\.3 is too old: runner-cache needs helm 3\.14 or later"):
-        upgrade_release(release, CHART, VALUES)
+        upgrade_release(release, installable(CHART), VALUES)
     assert "upgrade" not in helm.commands() and statuses(helm, key) == ["deployed"]
 
 
@@ -95,7 +95,7 @@ def test_failed_first_install_is_uninstalled_by_helm_and_said_so(
     key = seed(helm, release, version=version, fail={"upgrade": "timed out waiting for the condition"})
     helm.set_state(releases={})
     with pytest.raises(HelmError) as caught:
-        upgrade_release(release, CHART, VALUES)
+        upgrade_release(release, installable(CHART), VALUES)
     message = str(caught.value)
     assert f"has been uninstalled due to {flag} being set: timed out waiting for the condition" in message
     assert message.endswith(
@@ -110,7 +110,7 @@ def test_failed_first_install_is_uninstalled_by_helm_and_said_so(
 def test_timeout_sends_sigterm_and_helm_marks_failed_and_rolls_back(helm: FakeHelm, release: ReleaseSettings) -> None:
     key = seed(helm, release, revision(1, "deployed", {}), sleep={"upgrade": 60})
     with pytest.raises(HelmTimeout) as caught:
-        upgrade_release(release.model_copy(update={"timeout_seconds": 1}), CHART, VALUES)
+        upgrade_release(release.model_copy(update={"timeout_seconds": 1}), installable(CHART), VALUES)
     message = str(caught.value)
     assert "was stopped (SIGTERM)" in message and "SIGKILL" not in message
     assert message.endswith(f"revision 3 of release {key} is deployed now (gitlab-runner-0.60.0)")
@@ -124,7 +124,7 @@ def test_a_helm_that_ignores_sigterm_is_killed_and_its_pending_upgrade_settled(
     monkeypatch.setattr(helm_module, "GRACE_EXTRA", 0.0)  # SIGKILL one --timeout (1 s) after SIGTERM
     key = seed(helm, release, revision(1, "deployed", {}), sleep={"upgrade": 60}, ignore_sigterm=True)
     with pytest.raises(HelmTimeout) as caught:
-        upgrade_release(release.model_copy(update={"timeout_seconds": 1}), CHART, VALUES)
+        upgrade_release(release.model_copy(update={"timeout_seconds": 1}), installable(CHART), VALUES)
     message = str(caught.value)
     assert "(SIGTERM, then SIGKILL 1 s later)" in message
     assert f"rolled release {key} back from the interrupted pending-upgrade revision 2 to revision 1" in message
@@ -135,12 +135,12 @@ def test_a_helm_that_ignores_sigterm_is_killed_and_its_pending_upgrade_settled(
 
 def test_a_stale_pending_upgrade_is_rolled_back_then_upgraded(helm: FakeHelm, release: ReleaseSettings) -> None:
     key = seed(helm, release, revision(1, "deployed", {}), revision(2, "pending-upgrade", {"x": 1}))
-    planned = upgrade_release(release, CHART, VALUES, apply=False)
+    planned = upgrade_release(release, installable(CHART), VALUES, apply=False)
     assert planned.status == "planned" and planned.detail.startswith(
         f"would roll release {key} back from the interrupted pending-upgrade revision 2 to revision 1, then upgrade"
     )
     assert "rollback" not in helm.commands()
-    result = upgrade_release(release, CHART, VALUES)
+    result = upgrade_release(release, installable(CHART), VALUES)
     assert result.status == "changed" and result.data["previous_revision"] == 3 and result.data["revision"] == 4
     assert result.detail.startswith(
         f"rolled release {key} back from the interrupted pending-upgrade revision 2 to revision 1; upgraded release"
@@ -156,7 +156,7 @@ def test_a_fresh_pending_upgrade_may_be_another_helm_and_is_left_alone(
     with pytest.raises(
         HelmError, match="pending-upgrade \\(revision 2\\) for \\d+ s: another helm operation"
     ) as caught:
-        upgrade_release(release, CHART, VALUES)
+        upgrade_release(release, installable(CHART), VALUES)
     assert f"helm rollback {release.release} 1 -n gitlab-runner" in str(caught.value)
     assert not {"rollback", "upgrade"} & set(helm.commands())
 
@@ -164,7 +164,7 @@ def test_a_fresh_pending_upgrade_may_be_another_helm_and_is_left_alone(
 def test_a_pending_install_cannot_be_rolled_back_and_says_uninstall(helm: FakeHelm, release: ReleaseSettings) -> None:
     seed(helm, release, revision(1, "pending-install"))
     with pytest.raises(HelmError, match="nothing was ever deployed, so there is no revision to roll back to") as caught:
-        upgrade_release(release, CHART, VALUES)
+        upgrade_release(release, installable(CHART), VALUES)
     assert f"`helm uninstall {release.release} -n gitlab-runner`, then run again" in str(caught.value)
     assert not {"rollback", "upgrade", "uninstall"} & set(helm.commands())
 
@@ -175,7 +175,7 @@ def test_a_pending_install_cannot_be_rolled_back_and_says_uninstall(helm: FakeHe
 def test_values_are_compared_with_the_last_deployed_revision(helm: FakeHelm, release: ReleaseSettings) -> None:
     """helm reuses the last *deployed* revision's values (pkg/action/upgrade.go@v3.16.4 prepareUpgrade)."""
     key = seed(helm, release, revision(1, "deployed", VALUES), revision(2, "failed", {"broken": True}))
-    result = upgrade_release(release, CHART, VALUES)
+    result = upgrade_release(release, installable(CHART), VALUES)
     assert result.data["reasons"] == ["its latest revision 2 is failed"], "no values drift: revision 1 has ours"
     get_values = [r["argv"] for r in helm.records() if r["argv"][:2] == ["get", "values"]]
     assert get_values[0][get_values[0].index("--revision") + 1] == "1"
@@ -186,11 +186,12 @@ def test_dates_in_the_users_values_file(helm: FakeHelm, release: ReleaseSettings
     values_file = tmp_path / "values.yaml"
     values_file.write_text("podAnnotations:\n  since: 2024-01-31\n")
     mine = release.model_copy(update={"values_file": values_file})
-    assert upgrade_release(mine, CHART, VALUES).status == "changed"
+    chart = installable(CHART, values_file=values_file)
+    assert upgrade_release(mine, chart, VALUES).status == "changed"
     key = f"{release.namespace}/{release.release}"
     helm_stored = helm.revisions(key)[-1]["values"]["podAnnotations"]["since"]
     assert str(helm_stored) == "2024-01-31"
-    assert upgrade_release(mine, CHART, VALUES).status == "unchanged", "a date is not drift"
+    assert upgrade_release(mine, chart, VALUES).status == "unchanged", "a date is not drift"
 
 
 # --- the requests helm makes, against the documented RBAC ---------------------------------------------------------
@@ -202,8 +203,8 @@ def test_the_documented_role_covers_what_helm_does(
 ) -> None:
     monkeypatch.setenv("FAKE_HELM_RBAC", "release")  # the namespaced Role only: no ClusterRole at all
     helm.set_state(version=version)
-    upgrade_release(release, CHART, VALUES)
-    upgrade_release(release, CHART, {**VALUES, "concurrent": 4})
+    upgrade_release(release, installable(CHART), VALUES)
+    upgrade_release(release, installable(CHART), {**VALUES, "concurrent": 4})
     helm_module.rollback_release(release, 1, delay=0.01)
     calls = {(c["verb"], c["group"], c["resource"]) for r in helm.records() for c in r["api_calls"]}
     assert ("list", "apps", "replicasets") in calls, "--wait reads the Deployment's ReplicaSets"
@@ -242,12 +243,12 @@ def test_a_chart_with_its_own_role_needs_escalate_and_bind(
     chart = _chart_with_its_own_role(tmp_path)
     monkeypatch.setenv("FAKE_HELM_RBAC", "release")
     with pytest.raises(HelmError) as caught:
-        upgrade_release(release, chart, VALUES)
+        upgrade_release(release, installable(chart), VALUES)
     message = str(caught.value)
     assert 'cannot patch resource "roles" in API group "rbac.authorization.k8s.io"' in message
     assert "docs/deployments.md" in message, "the hint names the documented RBAC"
     monkeypatch.setenv("FAKE_HELM_RBAC", "release,chart-rbac")
-    assert upgrade_release(release, chart, VALUES).status == "changed"
+    assert upgrade_release(release, installable(chart), VALUES).status == "changed"
     roles = [c for r in helm.records() for c in r["api_calls"] if c["resource"] in {"roles", "rolebindings"}]
     assert {c["verb"] for c in roles} >= {"patch", "create"}
 

@@ -26,7 +26,7 @@ from runner_cache.tasks.release.helm import (
     rollback_release,
     upgrade_release,
 )
-from tests.integration.kube.conftest import ACCESS, SECRET, FakeHelm, assert_clean
+from tests.integration.kube.conftest import ACCESS, SECRET, FakeHelm, assert_clean, installable
 from tests.support.prefect_records import events
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modern"
@@ -89,7 +89,7 @@ def test_first_install_then_nothing_to_do(
     helm: FakeHelm, release: ReleaseSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    first = upgrade_release(release, CHART, VALUES, secrets=SECRETS)
+    first = upgrade_release(release, installable(CHART), VALUES, secrets=SECRETS)
     assert first.status == "changed"
     assert first.data["revision"] == 1 and first.data["previous_revision"] is None
     assert first.data["reasons"] == ["not installed yet"]
@@ -116,7 +116,7 @@ def test_first_install_then_nothing_to_do(
     [event] = _events("runner-cache.release.upgraded", release)
     assert event["payload"]["revision"] == 1 and event["payload"]["chart"] == "gitlab-runner-0.60.0"
 
-    second = upgrade_release(release, CHART, VALUES, secrets=SECRETS)
+    second = upgrade_release(release, installable(CHART), VALUES, secrets=SECRETS)
     assert second.status == "unchanged"
     assert second.detail.endswith("already runs chart gitlab-runner-0.60.0 with these values (revision 1): no upgrade")
     assert helm.commands().count("upgrade") == 1, "a no-op must not make a new revision"
@@ -128,14 +128,14 @@ def test_first_install_then_nothing_to_do(
 
 def test_skipped_when_deployed_by_hand_with_same_chart_and_values(helm: FakeHelm, release: ReleaseSettings) -> None:
     seed(helm, release, {"values": {}}, {"values": VALUES})
-    result = upgrade_release(release, CHART, VALUES)
+    result = upgrade_release(release, installable(CHART), VALUES)
     assert result.status == "unchanged" and result.data["revision"] == 2
     assert helm.commands() == ["status", "history", "get"]
 
 
 def test_values_change_upgrades_and_remembers_the_previous_revision(helm: FakeHelm, release: ReleaseSettings) -> None:
     seed(helm, release, {"values": {}}, {"values": {"runners": {"config": "old"}}})
-    result = upgrade_release(release, CHART, VALUES)
+    result = upgrade_release(release, installable(CHART), VALUES)
     assert result.status == "changed"
     assert result.data["reasons"] == [
         f'values: runners.cache.secretName: (unset) → "{VALUES["runners"]["cache"]["secretName"]}"; '
@@ -147,7 +147,7 @@ def test_values_change_upgrades_and_remembers_the_previous_revision(helm: FakeHe
 
 def test_chart_version_change_upgrades(helm: FakeHelm, release: ReleaseSettings) -> None:
     seed(helm, release, {"version": "0.59.0"})
-    result = upgrade_release(release, CHART, VALUES)
+    result = upgrade_release(release, installable(CHART), VALUES)
     assert result.data["reasons"] == ["chart gitlab-runner-0.59.0 → gitlab-runner-0.60.0"]
 
 
@@ -158,11 +158,11 @@ def test_patched_copy_of_the_same_version_is_deployed(helm: FakeHelm, release: R
         (patched / "templates" / "_cache.tpl").read_text() + "\n{{/* patched */}}\n"
     )
     seed(helm, release, {"description": "Upgrade complete"})  # deployed by hand from the original: no digest
-    assert upgrade_release(release, CHART, VALUES).status == "unchanged"
-    result = upgrade_release(release, patched, VALUES, patched=True)
+    assert upgrade_release(release, installable(CHART), VALUES).status == "unchanged"
+    result = upgrade_release(release, installable(patched, patched=True), VALUES)
     assert result.data["reasons"] == ["chart files differ (a patched copy)"]
-    assert upgrade_release(release, patched, VALUES, patched=True).status == "unchanged"
-    assert upgrade_release(release, CHART, VALUES).data["reasons"] == ["chart files differ"], (
+    assert upgrade_release(release, installable(patched, patched=True), VALUES).status == "unchanged"
+    assert upgrade_release(release, installable(CHART), VALUES).data["reasons"] == ["chart files differ"], (
         "back to the original is a change too"
     )
 
@@ -173,29 +173,30 @@ def test_user_values_file_goes_first_and_counts_for_the_no_op(
     user_values = tmp_path / "my-values.yaml"
     user_values.write_text("gitlabUrl: https://gitlab.example.com/\nrunners:\n  config: mine\n  tags: docker\n")
     mine = release.model_copy(update={"values_file": user_values})
-    upgrade_release(mine, CHART, VALUES)
+    chart = installable(CHART, values_file=user_values)  # read once, when the chart is prepared
+    upgrade_release(mine, chart, VALUES)
     argv = _upgrade_call(helm)["argv"]
     files = [argv[index + 1] for index, item in enumerate(argv) if item == "--values"]
     assert files[0] == str(user_values) and len(files) == 2, "the user's file first, so that ours win"
     stored = helm.revisions(f"gitlab-runner/{release.release}")[-1]["values"]
     assert stored["runners"]["config"] == VALUES["runners"]["config"] and stored["runners"]["tags"] == "docker"
-    assert upgrade_release(mine, CHART, VALUES).status == "unchanged"
+    assert upgrade_release(mine, chart, VALUES).status == "unchanged"
 
 
 def test_bad_user_values_file(helm: FakeHelm, release: ReleaseSettings, tmp_path: Path) -> None:
     listing = tmp_path / "list.yaml"
     listing.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="must hold a mapping of chart values"):
-        upgrade_release(release.model_copy(update={"values_file": listing}), CHART, VALUES)
+        installable(CHART, values_file=listing)
     with pytest.raises(
         ConfigError, match="RUNNER_CACHE_RELEASE__VALUES_FILE names .*missing.yaml, which is not a file"
     ):
-        upgrade_release(release.model_copy(update={"values_file": tmp_path / "missing.yaml"}), CHART, VALUES)
+        installable(CHART, values_file=tmp_path / "missing.yaml")
 
 
 def test_helm_3_uses_atomic(helm: FakeHelm, release: ReleaseSettings) -> None:
     helm.set_state(version="v3.16.4")
-    upgrade_release(release, CHART, VALUES)
+    upgrade_release(release, installable(CHART), VALUES)
     argv = _upgrade_call(helm)["argv"]
     assert "--atomic" in argv and "--rollback-on-failure" not in argv
 
@@ -203,14 +204,14 @@ def test_helm_3_uses_atomic(helm: FakeHelm, release: ReleaseSettings) -> None:
 def test_unsupported_helm_version(helm: FakeHelm, release: ReleaseSettings) -> None:
     helm.set_state(version="v2.17.0")
     with pytest.raises(ConfigError, match="helm reports version 'v2.17.0'; runner-cache needs helm 3 or 4"):
-        upgrade_release(release, CHART, VALUES)
+        upgrade_release(release, installable(CHART), VALUES)
     assert "upgrade" not in helm.commands()
 
 
 def test_credentials_in_values_are_refused_before_helm_runs(helm: FakeHelm, release: ReleaseSettings) -> None:
     leaky = {"runners": {"cache": {"s3SecretKey": SECRET}}}
     with pytest.raises(ConfigError, match="refusing to pass the store's credentials to helm") as caught:
-        upgrade_release(release, CHART, leaky, secrets=SECRETS)
+        upgrade_release(release, installable(CHART), leaky, secrets=SECRETS)
     assert helm.records() == []
     assert_clean(str(caught.value), "the exception")
 
@@ -219,7 +220,7 @@ def test_failed_upgrade_is_rolled_back_by_helm_and_reported(helm: FakeHelm, rele
     seed(helm, release, {"values": {}})
     helm.set_state(fail={"upgrade": "timed out waiting for the condition"})
     with pytest.raises(HelmError) as caught:
-        upgrade_release(release, CHART, VALUES)
+        upgrade_release(release, installable(CHART), VALUES)
     message = str(caught.value)
     where = f"gitlab-runner/{release.release}"
     assert f"upgrade of release {where} to gitlab-runner-0.60.0 failed: " in message
@@ -234,7 +235,7 @@ def test_failed_upgrade_is_rolled_back_by_helm_and_reported(helm: FakeHelm, rele
 
 def test_dry_run_reads_only(helm: FakeHelm, release: ReleaseSettings) -> None:
     seed(helm, release, {"version": "0.59.0"})
-    planned = upgrade_release(release, CHART, VALUES, apply=False)
+    planned = upgrade_release(release, installable(CHART), VALUES, apply=False)
     assert planned.status == "planned" and "would upgrade release" in planned.detail
     assert set(helm.commands()) == {"status", "history", "get"}
 
@@ -258,7 +259,7 @@ def test_slow_helm_is_stopped_with_a_clear_error(helm: FakeHelm, release: Releas
 
 def test_rollback_to_the_remembered_revision(helm: FakeHelm, release: ReleaseSettings) -> None:
     seed(helm, release, {"values": {}})
-    upgraded = upgrade_release(release, CHART, VALUES)
+    upgraded = upgrade_release(release, installable(CHART), VALUES)
     result = rollback_release(release, upgraded.data["previous_revision"], delay=0.01)
     rollback = [record["argv"] for record in helm.records() if record["argv"][0] == "rollback"]
     cluster = ["--namespace", "gitlab-runner", "--kubeconfig", str(release.kubeconfig)]
@@ -300,7 +301,7 @@ def test_values_the_release_was_installed_with_are_kept(helm: FakeHelm, release:
         "revision": 1, "status": "deployed", "chart": "gitlab-runner", "version": "0.60.0", "app_version": "",
         "description": "Install complete", "values": {"gitlabUrl": "https://gitlab.example.com/", "runnerToken": "by-hand", "concurrent": 8},
     }]})  # fmt: skip
-    first = upgrade_release(release, CHART, VALUES)
+    first = upgrade_release(release, installable(CHART), VALUES)
     assert first.status == "changed"
     assert "gitlabUrl" not in " ".join(first.data["reasons"]), "keys we do not own are not drift"
     assert "--reset-then-reuse-values" in _upgrade_call(helm)["argv"]
@@ -313,4 +314,4 @@ def test_values_the_release_was_installed_with_are_kept(helm: FakeHelm, release:
     assert "by-hand" not in json.dumps(_upgrade_call(helm)["values_files"]), (
         "the user's values never pass through our file"
     )
-    assert upgrade_release(release, CHART, VALUES).status == "unchanged"
+    assert upgrade_release(release, installable(CHART), VALUES).status == "unchanged"

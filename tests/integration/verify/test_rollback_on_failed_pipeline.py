@@ -50,3 +50,19 @@ def test_failed_pipeline_after_upgrade_rolls_back(verification: tuple[GitLabFake
     rollback = next(record for record in helm.records() if record["argv"][0] == "rollback")
     assert rollback["argv"][1:3] == ["gitlab-runner", "1"]
     assert fake.branch_names(42) == ["main"]
+
+
+def test_gitlab_refusing_the_check_keeps_the_upgraded_release(
+    verification: tuple[GitLabFake, FakeRunner],
+    helm: FakeHelm,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A check GitLab refuses to run (here: a revoked token) says nothing of the release: no rollback."""
+    monkeypatch.setenv("RUNNER_CACHE_GITLAB__TOKEN", "glpat-revoked-token-0000")
+    state = rebuild_runner(parameters=RebuildParameters(runner_image_tag="alpine-v18.7.0"), return_state=True)
+    assert state.is_failed()
+    steps = {s["step"]: s for s in state.result(raise_on_failure=False)["steps"]}
+    assert steps["release"]["status"] == "changed"
+    assert steps["pipeline"]["status"] == "failed" and steps["pipeline"]["data"]["cause"] == "gitlab_refused"
+    assert "rollback" not in steps
+    assert not [record for record in helm.records() if record["argv"][0] == "rollback"]

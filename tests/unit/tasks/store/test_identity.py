@@ -192,3 +192,11 @@ def test_two_buckets_on_one_store_get_separate_identities(world: tuple[MemoryAdm
     ensure_identity(other, CACHE, vault=MemoryVault(), admin=admin)
     assert set(admin.users) == {"rc-runner-cache", "rc-runner-other-cache"}
     assert ensure_identity(STORE, CACHE, vault=vault, admin=admin).status == "unchanged"
+
+
+def test_before_the_first_setup_prune_uses_the_admin_key_and_says_so(
+    world: tuple[MemoryAdmin, MemoryVault], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, vault = world
+    assert prune_store(RunnerCacheSections(store=STORE, cache=CACHE), vault=vault) is STORE
+    assert any("no prune identity for bucket" in record.getMessage() for record in caplog.records)
