@@ -25,13 +25,14 @@ run: install
 	@$(BIN)/runner-cache server status
 
 ## install-test: test dependencies, a pinned helm binary (also linked into the venv, where an installed
-## runner-cache looks for it), Debian's Chromium for the UI test
+## runner-cache looks for it), Debian's Chromium for the UI test, Docker Engine, PostgreSQL 15
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	bash scripts/get-helm.sh $(TOOLS)
 	ln -sf $(TOOLS)/helm $(BIN)/helm
 	bash scripts/get-chromium.sh
 	bash scripts/get-docker.sh
+	bash scripts/get-postgres.sh
 
 ## lint: ruff (pyflakes, imports, bugbear, pyupgrade), ruff format, and the layer contracts in .importlinter
 lint:
