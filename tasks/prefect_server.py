@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner_cache.errors import PrefectApiError
+from runner_cache.tasks.local_process import free_port, log_tail, port_free, reap
 from runner_cache.tasks.results import StepResult, timed
 
 DEFAULT_PORT = 4200
@@ -127,29 +127,6 @@ def _healthy(port: int, timeout: float = 2.0) -> bool:
         return False
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _log_tail(log_file: Path, lines: int = 5) -> str:
-    try:
-        return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 @contextmanager
 def _locked(server: ServerFiles) -> Iterator[None]:
     """One command at a time decides whether to start the server, so two first commands do not start two."""
@@ -192,7 +169,7 @@ def _wait_ready(server: ServerFiles, process: subprocess.Popen, port: int, timeo
     _terminate(server)
     raise PrefectApiError(
         f"the local Prefect server on port {port} did not answer within {timeout:.0f} s; "
-        f"last lines of {server.log_file}:\n{_log_tail(server.log_file)}",
+        f"last lines of {server.log_file}:\n{log_tail(server.log_file)}",
         hint="see its log, or set PREFECT_API_URL to a Prefect server of your own",
     )
 
@@ -200,7 +177,7 @@ def _wait_ready(server: ServerFiles, process: subprocess.Popen, port: int, timeo
 def _choose_port(server: ServerFiles) -> int:
     """The remembered port (4200 at first) when free, else any free port (remembered from then on)."""
     port = _remembered_port(server)
-    return port if _port_free(port) else _free_port()
+    return port if port_free(port) else free_port()
 
 
 def ensure(state_dir: Path, *, apply: bool = True, timeout: float = READY_TIMEOUT) -> StepResult:
@@ -251,10 +228,10 @@ def _converge(server: ServerFiles, current: ServerState, apply: bool, timeout: f
         if _wait_ready(server, process, port, timeout):
             return "changed", f"{verb} (pid {process.pid})", port
         server.pid_file.unlink(missing_ok=True)
-        server.port_file.write_text(str(_free_port()))  # it lost its port: the next attempt takes another
+        server.port_file.write_text(str(free_port()))  # it lost its port: the next attempt takes another
     raise PrefectApiError(
         f"the local Prefect server exited while starting; last lines of {server.log_file}:\n"
-        f"{_log_tail(server.log_file)}",
+        f"{log_tail(server.log_file)}",
         hint="see its log, or set PREFECT_API_URL to a Prefect server of your own",
     )
 
@@ -314,22 +291,14 @@ def _terminate(server: ServerFiles) -> None:
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
         while _pid_is_our_server(pid, server) and time.monotonic() < deadline:
-            _reap(pid)
+            reap(pid)
             time.sleep(0.1)
         if _pid_is_our_server(pid, server):
             os.killpg(pid, signal.SIGKILL)
-            _reap(pid)
-        while not _port_free(port) and time.monotonic() < deadline + 5:
+            reap(pid)
+        while not port_free(port) and time.monotonic() < deadline + 5:
             time.sleep(0.1)
     server.pid_file.unlink(missing_ok=True)
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when the server is our own child, so it does not linger as a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def explicit_api_url() -> str | None:

@@ -63,16 +63,21 @@ def load_values_file(path: Path | None) -> dict[str, Any]:
         return {}
     if not path.is_file():
         raise ConfigError(f"RUNNER_CACHE_RELEASE__VALUES_FILE names {path}, which is not a file")
+    return _values_mapping(path.read_text(encoding="utf-8"), f"RUNNER_CACHE_RELEASE__VALUES_FILE {path}")
+
+
+def _values_mapping(text: str, source: str, *, skipped_lines: int = 0, shape: str = "") -> dict[str, Any]:
+    """Chart values from YAML ``text``: a mapping (``null`` is ``{}``); errors name ``source`` and the line."""
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"RUNNER_CACHE_RELEASE__VALUES_FILE {path} is not valid YAML{where}") from None
+        where = f" at line {mark.line + 1 + skipped_lines}" if mark else ""
+        raise ConfigError(f"{source} is not valid YAML{where}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise ConfigError(f"RUNNER_CACHE_RELEASE__VALUES_FILE {path} must hold a mapping of chart values")
+        raise ConfigError(f"{source} must hold a mapping of chart values{shape}")
     return values
 
 
@@ -89,17 +94,12 @@ def parse_release_values(text: str, source: str) -> dict[str, Any]:
     """Values shaped like ``helm get values`` output: ``-o yaml``, ``-o json``, or the plain output whose first
     line is ``USER-SUPPLIED VALUES:`` (pkg/cmd/get_values.go); ``null`` (installed without values) is ``{}``."""
     header = text.startswith("USER-SUPPLIED VALUES:")
-    try:
-        values = yaml.safe_load(text.partition("\n")[2] if header else text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1 + header}" if mark else ""
-        raise ConfigError(f"{source} is not valid YAML{where}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{source} must hold a mapping of chart values, as `helm get values -o yaml` prints them")
-    return values
+    return _values_mapping(
+        text.partition("\n")[2] if header else text,
+        source,
+        skipped_lines=int(header),
+        shape=", as `helm get values -o yaml` prints them",
+    )
 
 
 def merge_values(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sysconfig
 import time
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 
 from runner_cache.blocks.store import StoreSettings, is_loopback
 from runner_cache.errors import ConfigError, StoreUnreachable
+from runner_cache.tasks.local_process import free_port, log_tail, port_free, reap
 from runner_cache.tasks.results import StepResult, timed
 from runner_cache.tasks.store.s3 import wait_until_ready
 
@@ -94,22 +94,6 @@ def state(store: StoreSettings) -> LocalStoreState:
     return LocalStoreState(pid, pid is not None and _pid_is_our_weed(pid, data_dir), data_dir, log_file)
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ports(store: StoreSettings, ports_file: Path) -> dict[str, int]:
     """Reuse the ports of the previous start when still free, so a restart looks like the same server."""
     previous = json.loads(ports_file.read_text()) if ports_file.is_file() else {}
@@ -117,10 +101,10 @@ def _ports(store: StoreSettings, ports_file: Path) -> dict[str, int]:
     ports = {}
     for name in _OTHER_PORTS:
         port = previous.get(name)
-        if not port or port in taken or not _port_free(port):
-            port = _free_port()
+        if not port or port in taken or not port_free(port):
+            port = free_port()
             while port in taken:
-                port = _free_port()
+                port = free_port()
         ports[name] = port
         taken.add(port)
     ports_file.write_text(json.dumps(ports))
@@ -137,7 +121,7 @@ def _validate(store: StoreSettings) -> None:
 
 def _start(store: StoreSettings) -> int:
     data_dir, pid_file, log_file, ports_file = _paths(store)
-    if not _port_free(store.port):
+    if not port_free(store.port):
         raise ConfigError(
             f"port {store.port} on 127.0.0.1 is used by another program: stop it or point "
             "RUNNER_CACHE_STORE__ENDPOINT at a free port"
@@ -172,13 +156,6 @@ def _start(store: StoreSettings) -> int:
     return process.pid
 
 
-def _log_tail(log_file: Path, lines: int = 5) -> str:
-    try:
-        return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def ensure(store: StoreSettings, *, apply: bool = True) -> StepResult:
     """Reuse a healthy store, restart a dead one (data kept), or start one; wait until it answers.
 
@@ -207,7 +184,7 @@ def ensure(store: StoreSettings, *, apply: bool = True) -> StepResult:
             except StoreUnreachable as error:
                 _terminate(store)
                 raise StoreUnreachable(
-                    f"{error}; last lines of {current.log_file}:\n{_log_tail(current.log_file)}"
+                    f"{error}; last lines of {current.log_file}:\n{log_tail(current.log_file)}"
                 ) from None
             action = (
                 f"restarted the local store (pid {pid}); its data in {current.data_dir} was kept"
@@ -275,23 +252,15 @@ def _terminate(store: StoreSettings, timeout: float = 15.0) -> bool:
     os.killpg(current.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while _pid_is_our_weed(current.pid, current.data_dir) and time.monotonic() < deadline:
-        _reap(current.pid)
+        reap(current.pid)
         time.sleep(0.1)
     if _pid_is_our_weed(current.pid, current.data_dir):
         os.killpg(current.pid, signal.SIGKILL)
-        _reap(current.pid)
-    while not _port_free(store.port) and time.monotonic() < deadline:  # the S3 port is released a moment later
+        reap(current.pid)
+    while not port_free(store.port) and time.monotonic() < deadline:  # the S3 port is released a moment later
         time.sleep(0.1)
     pid_file.unlink(missing_ok=True)
     return True
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when the store is our own child, so it does not linger as a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _plan(store: StoreSettings) -> StepResult:
