@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from runner_cache.tasks.local_process import port_free
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -74,16 +75,6 @@ class Local:
                 os.killpg(int(pid_file.read_text()), signal.SIGKILL)
             except ProcessLookupError:
                 pass
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.fixture
