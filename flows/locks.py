@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.sync import concurrency
@@ -51,30 +51,29 @@ def ensure_limit(name: str) -> str:
     Safe when two runs race to create it (the loser finds it existing).
     """
     with get_client(sync_client=True) as client:
+        return _ensure(client, name)[0]
+
+
+def _ensure(client: SyncPrefectClient, name: str) -> tuple[str, bool]:
+    """:func:`ensure_limit` on an open client; also whether another run holds the lock right now."""
+    try:
+        existing = client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
         try:
-            existing = client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            try:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            except ObjectAlreadyExists:
-                return "unchanged"
-            return "created"
-        if existing.limit == 1 and existing.active:
-            return "unchanged"
-        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=1, active=True))
-        run_logger(__name__).warning(
-            "lock %s had limit %s (active: %s); set it back to 1 active slot so runs cannot overlap",
-            name,
-            existing.limit,
-            existing.active,
-        )
-        return "updated"
-
-
-def _busy(names: list[str]) -> list[str]:
-    """The locks among ``names`` that another run holds right now (for the log line only)."""
-    with get_client(sync_client=True) as client:
-        return [name for name in names if client.read_global_concurrency_limit_by_name(name).active_slots >= 1]
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except ObjectAlreadyExists:
+            return "unchanged", True
+        return "created", False
+    if existing.limit == 1 and existing.active:
+        return "unchanged", existing.active_slots >= 1
+    client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=1, active=True))
+    run_logger(__name__).warning(
+        "lock %s had limit %s (active: %s); set it back to 1 active slot so runs cannot overlap",
+        name,
+        existing.limit,
+        existing.active,
+    )
+    return "updated", existing.active_slots >= 1
 
 
 @contextmanager
@@ -96,10 +95,12 @@ def exclusive(
     if not names:
         raise ValueError("exclusive() needs a release, a store, or both")
     logger = run_logger(__name__)
-    for name in names:
-        if ensure_limit(name) == "created":
+    with get_client(sync_client=True) as client:
+        ensured = {name: _ensure(client, name) for name in names}
+    for name, (outcome, _) in ensured.items():
+        if outcome == "created":
             logger.info("created lock %s (a Prefect global concurrency limit of 1)", name)
-    busy = _busy(names)
+    busy = [name for name, (_, held) in ensured.items() if held]
     if busy:
         logger.info("waiting for %s: another run holds it (up to %g s)", ", ".join(busy), wait_seconds)
     run = FlowRunContext.get()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import logging
+import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from types import ModuleType
 from typing import NamedTuple, NoReturn
 
@@ -162,11 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().handlers = [logging.StreamHandler(sys.stderr)]
     _console_without_tracebacks()
     try:
-        if COMMAND_TABLE[args.command].prefect_api or getattr(args, "config", None):
-            from runner_cache.tasks.prefect_server import connect_api
+        with ExitStack() as stack:
+            if COMMAND_TABLE[args.command].prefect_api or getattr(args, "config", None):
+                from runner_cache.tasks.prefect_server import connect_api
 
-            connect_api()
-        return int(args.func(args) or 0)
+                connect_api()
+                if args.command != "serve":  # served runs run in their own processes, with heartbeats
+                    stack.enter_context(_without_heartbeats())
+            return int(args.func(args) or 0)
     except RunnerCacheError as error:
         print(f"runner-cache: {error}", file=sys.stderr)
         return error.exit_code
@@ -178,5 +184,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return translated.exit_code
 
 
+@contextmanager
+def _without_heartbeats() -> Iterator[None]:
+    """Flow runs started by this command send no heartbeats.
+
+    Prefect's heartbeat thread sleeps in 1 s steps and every flow run joins it on exit, which added up to 1 s to
+    each command (prefect/flow_engine.py ``_send_heartbeats``@3.9.1). A command's run ends with the command (a
+    killed one is seen at once); the nightly runs of ``runner-cache serve`` keep them (docs/decisions.md).
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def run() -> NoReturn:
+    """The console script: :func:`main`, then an exit that skips tearing the interpreter down.
+
+    Freeing the heap Prefect builds took ~0.5 s per command (docs/benchmarks.md). The exit handler below is
+    registered before Prefect is imported, so it runs last: after the interpreter has joined the remaining
+    threads and Prefect's own exit handlers have sent the last logs and events.
+    """
+    status = 1  # an uncaught exception: Python's own status for it
+
+    def leave() -> None:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    atexit.register(leave)
+    try:
+        status = main()
+    except SystemExit as stop:  # argparse's --help
+        status = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        raise
+    except KeyboardInterrupt:
+        status = 130
+        raise
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,8 +1,10 @@
 """Walk the cache under the configured Path, decide per object with :mod:`runner_cache.tasks.prune.rules`, delete in batches.
 
-The listing is streamed page by page (1000 names at a time) and deletions go out as DeleteObjects batches of at
-most 1000 names to a bounded pool of workers, with a bounded number of batches in flight: memory depends on the
-batch size and concurrency, never on the size of the bucket. Rules that need the whole picture first
+The listing is streamed page by page (1000 names at a time) and deletions go out as DeleteObjects batches of
+``batch_size`` names to a bounded pool of workers, with a bounded number of batches in flight: memory depends on the
+batch size and concurrency, never on the size of the bucket. Many small batches at once beat a few large ones: a
+store deletes the keys of one request one after another, so concurrent requests are what keeps it busy (SeaweedFS:
+32 × 250 deleted 30-40 % faster than 8 × 1000, with less of the store's CPU; docs/benchmarks.md). Rules that need the whole picture first
 (``--superseded``, ``--max-total-size``) add planning passes over the same listing (see tasks/prune/rules.py).
 """
 
@@ -23,8 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import gitlab
-import requests
 import urllib3
 from minio import Minio
 from minio.deleteobjects import DeleteObject
@@ -36,15 +36,11 @@ from runner_cache.blocks.cache import CacheSettings
 from runner_cache.blocks.gitlab import GitLabSettings
 from runner_cache.blocks.store import StoreSettings
 from runner_cache.errors import (
-    ConfigError,
-    GitLabError,
-    GitLabUnreachable,
     StoreAuthError,
     StoreError,
     StoreUnreachable,
     innermost_cause,
 )
-from runner_cache.tasks.gitlab.client import gitlab_client
 from runner_cache.tasks.keys.layout import CacheObject, name_prefixes, parse_object_name
 from runner_cache.tasks.logs import run_logger
 from runner_cache.tasks.policy import external_task
@@ -52,7 +48,6 @@ from runner_cache.tasks.prune.listing import list_objects
 from runner_cache.tasks.prune.rules import (
     Decider,
     Listed,
-    LiveRefs,
     PruneOptions,
     SizeCutoff,
     SupersededIndex,
@@ -138,81 +133,6 @@ def listing(client: Minio, bucket: str, root: str) -> Iterator[Listed]:
     Two streams: the client's pool has ``concurrency + 2`` connections, ``concurrency`` of them for deletions.
     """
     return list_objects(client, bucket, root, workers=2)
-
-
-class GitLabRefs:
-    """The names (and so the slugs) of each project's live branches and tags, fetched once per project through
-    python-gitlab."""
-
-    def __init__(self, settings: GitLabSettings) -> None:
-        if not (settings.url and settings.token):
-            raise ConfigError(
-                "--deleted-refs needs GitLab: set RUNNER_CACHE_GITLAB__URL and RUNNER_CACHE_GITLAB__TOKEN"
-            )
-        self._gitlab = gitlab_client(settings)
-        self._refs: dict[int, LiveRefs | None] = {}
-        self.notes: list[str] = []
-        self.errors: list[PruneError] = []
-        try:  # fail before anything is deleted when the token is wrong
-            self._gitlab.auth()
-        except gitlab.exceptions.GitlabAuthenticationError:
-            raise GitLabError(
-                f"{settings.url} rejected the token (401)",
-                hint="--deleted-refs needs RUNNER_CACHE_GITLAB__TOKEN with read_api scope",
-            ) from None
-        except gitlab.exceptions.GitlabError as error:
-            raise GitLabError(
-                f"{settings.url} refused to answer for --deleted-refs (HTTP {error.response_code})"
-            ) from None
-        except requests.RequestException as error:
-            raise GitLabUnreachable(
-                f"{settings.url} did not answer for --deleted-refs ({type(error).__name__})",
-                hint="check RUNNER_CACHE_GITLAB__URL and that GitLab is up",
-            ) from None
-
-    def __call__(self, project_id: int) -> LiveRefs | None:
-        if project_id not in self._refs:
-            self._refs[project_id] = self._fetch(project_id)
-        return self._refs[project_id]
-
-    def _fetch(self, project_id: int) -> LiveRefs | None:
-        project = self._gitlab.projects.get(project_id, lazy=True)
-        kept = "its caches were kept by --deleted-refs"
-        try:
-            refs = [branch.name for branch in project.branches.list(iterator=True)]
-        except gitlab.exceptions.GitlabError as error:
-            if error.response_code in (403, 404):
-                self.notes.append(f"project {project_id}: not found in GitLab (HTTP {error.response_code}); {kept}")
-            else:
-                self.errors.append(
-                    PruneError(key=None, error=f"GitLab project {project_id}: HTTP {error.response_code}; {kept}")
-                )
-            return None
-        except requests.RequestException as error:
-            self.errors.append(
-                PruneError(key=None, error=f"GitLab project {project_id}: {type(error).__name__}; {kept}")
-            )
-            return None
-        if not refs:
-            self.notes.append(f"project {project_id}: GitLab lists no branch; {kept}")
-            return None
-        try:
-            refs += [tag.name for tag in project.tags.list(iterator=True)]
-        except gitlab.exceptions.GitlabError as error:
-            if error.response_code not in (403, 404):
-                self.errors.append(
-                    PruneError(key=None, error=f"GitLab project {project_id} tags: HTTP {error.response_code}; {kept}")
-                )
-                return None
-            self.notes.append(
-                f"project {project_id}: GitLab does not list its tags (HTTP {error.response_code}); only branches were compared"
-            )
-        except requests.RequestException as error:
-            self.errors.append(
-                PruneError(key=None, error=f"GitLab project {project_id} tags: {type(error).__name__}; {kept}")
-            )
-            return None
-        return LiveRefs.of(refs)
 
 
 Doomed = tuple[Listed, CacheObject, str]
@@ -334,7 +254,7 @@ class Recorder:
 
 
 class Deleter:
-    """DeleteObjects batches of at most ``batch_size`` names on ``concurrency`` workers, at most 2× that in flight."""
+    """DeleteObjects batches of at most ``batch_size`` names on ``concurrency`` workers, a few more waiting."""
 
     def __init__(
         self,
@@ -348,7 +268,7 @@ class Deleter:
         self.client, self.bucket, self.endpoint = client, store.bucket, store.endpoint
         self.recorder, self.batch_size = recorder, batch_size
         self.pool = stack.enter_context(ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="prune-delete"))
-        self.max_in_flight = 2 * concurrency
+        self.max_in_flight = concurrency + 4
         self.batch: list[Doomed] = []
         self.in_flight: deque[tuple[list[Doomed], Future[tuple[list[tuple[str, str]], str | None]]]] = deque()
 
@@ -546,9 +466,10 @@ def _heap_frozen() -> Iterator[None]:
     """Keep what was alive before the walk (Prefect's large heap) out of garbage collection while it runs.
 
     The walk allocates a few objects per listed object, so automatic collections run often; each one re-scanned
-    every object of the process, which doubled the run time at 200,000 objects (docs/benchmarks.md).
+    every object of the process, which doubled the run time at 200,000 objects (docs/benchmarks.md). Only the young
+    generations are collected first: a full collection of that heap took 0.17 s, as long as an empty walk.
     """
-    gc.collect()
+    gc.collect(1)
     gc.freeze()
     try:
         yield
@@ -563,8 +484,8 @@ def prune_cache(
     gitlab_settings: GitLabSettings,
     options: PruneOptions,
     deletions_file: str | None = None,
-    batch_size: int = 1000,
-    concurrency: int = 8,
+    batch_size: int = 250,
+    concurrency: int = 32,
 ) -> PruneReport:
     """Walk every cache object under the configured Path (both layouts, every runner token) and prune by ``options``.
 
@@ -588,7 +509,11 @@ def prune_cache(
     path = cache.path
     report = PruneReport(dry_run=options.dry_run, prefix=root)
     client = store.client(pool_size=concurrency + 2)
-    refs = GitLabRefs(gitlab_settings) if options.deleted_refs else None
+    refs = None
+    if options.deleted_refs:  # python-gitlab is imported only for this rule
+        from runner_cache.tasks.prune.live_refs import GitLabRefs
+
+        refs = GitLabRefs(gitlab_settings)
     decider = Decider(options, now, SupersededIndex() if options.superseded else None, refs)
     doing = f"the listing of bucket {store.bucket}"
     try:
@@ -636,7 +561,7 @@ def prune_cache(
         if refs is not None:
             report.notes += refs.notes
             for error in refs.errors:
-                recorder.failed(error.key, error.error)
+                recorder.failed(None, error)
         recorder.fill(report)
         if stop.signal is not None:
             report.interrupted = stop.signal.name
