@@ -14,6 +14,7 @@ import bisect
 import gc
 import json
 import logging
+import random
 import signal
 import threading
 import time
@@ -58,6 +59,9 @@ ROW_LIMIT = 500  # rows kept for the table artifact and the flow result; the ful
 ERROR_LIMIT = 200
 PROBLEM_LIMIT = 20  # distinct problem lines kept for stderr and the summary
 PROGRESS_INTERVAL = 5.0  # seconds between progress artifact updates (each is an API call)
+BATCH_SIZE = 250  # names per DeleteObjects request (S3 allows 1000)
+CONCURRENCY = 32  # DeleteObjects requests at once
+SLOW_DOWN_PAUSES = (0.5, 1.0, 2.0, 4.0)  # seconds (±50 %) before each resend of a batch refused with SlowDown
 
 
 class DeletionRow(BaseModel):
@@ -168,19 +172,32 @@ def _delete_batch(
 ) -> tuple[list[tuple[str, str]], str | None]:
     """One DeleteObjects request: the (name, error) of each object the store did not delete, and, when the
     store's answer was lost (or was a 5xx, which may come after part of the work), why the whole batch is in doubt.
+
+    ``SlowDown`` (503) is S3 refusing the request before doing any of it ("reduce your request rate"): the same
+    batch is sent again after a pause, a few times, before it counts as failed.
     """
     doing = "a DeleteObjects request"
     doubt = f"{doing}, whose objects are now in doubt (maybe deleted, the answer was lost)"
+    objects = [DeleteObject(item.name) for item, _, _ in batch]
     try:
-        errors = client.remove_objects(bucket, [DeleteObject(item.name) for item, _, _ in batch])
-        return [
-            (error.name, str(StoreError(f"{endpoint} did not delete it: {error.code}: {error.message}")))
-            for error in errors
-        ], None
+        for pause in (*SLOW_DOWN_PAUSES, None):
+            try:
+                errors = client.remove_objects(bucket, objects)
+                return [
+                    (error.name, str(StoreError(f"{endpoint} did not delete it: {error.code}: {error.message}")))
+                    for error in errors
+                ], None
+            except S3Error as error:
+                if error.code != "SlowDown" or pause is None:
+                    raise
+                time.sleep(pause * random.uniform(0.5, 1.5))
     except S3Error as error:
-        if error.response is not None and error.response.status >= 500:
+        if error.code == "SlowDown":  # refused every time: nothing was deleted
+            reason = str(store_failure(error, endpoint, f"{doing} {len(SLOW_DOWN_PAUSES) + 1} times"))
+        elif error.response is not None and error.response.status >= 500:
             return [], str(store_failure(error, endpoint, doubt))
-        reason = str(store_failure(error, endpoint, doing))  # the store answered: it deleted none of them
+        else:
+            reason = str(store_failure(error, endpoint, doing))  # the store answered: it deleted none of them
     except Exception as error:  # noqa: BLE001 - any failure of one batch is reported and the others go on
         if not _never_sent(error):
             return [], str(store_failure(error, endpoint, doubt))
@@ -484,8 +501,8 @@ def prune_cache(
     gitlab_settings: GitLabSettings,
     options: PruneOptions,
     deletions_file: str | None = None,
-    batch_size: int = 250,
-    concurrency: int = 32,
+    batch_size: int = BATCH_SIZE,
+    concurrency: int = CONCURRENCY,
 ) -> PruneReport:
     """Walk every cache object under the configured Path (both layouts, every runner token) and prune by ``options``.
 

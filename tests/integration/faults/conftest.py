@@ -145,7 +145,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
 
 # A fault rule sees (method, path, query, body) and says what to do: None (forward), an int (answer that HTTP
 # status with an S3 error body), a float (forward after that many seconds), or "drop" (close without answering).
-Rule = Callable[[str, str, str, bytes], "int | float | str | None"]
+Rule = Callable[[str, str, str, bytes], "int | tuple[int, str] | float | str | None"]
 
 
 @dataclass
@@ -180,12 +180,13 @@ def _handler(upstream: tuple[str, int], proxy: FaultProxy) -> type[BaseHTTPReque
                 self.close_connection = True
                 self.connection.close()
                 return
-            if isinstance(action, int):
+            if isinstance(action, int | tuple):  # an S3 error answer: a status, or (status, S3 error code)
+                status, code = action if isinstance(action, tuple) else (action, "ServiceUnavailable")
                 error = (
-                    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
-                    b"<Message>injected by the test proxy</Message></Error>"
-                )
-                self.send_response(action)
+                    f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+                    "<Message>injected by the test proxy</Message></Error>"
+                ).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(error)))
                 self.end_headers()

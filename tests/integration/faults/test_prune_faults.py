@@ -13,6 +13,7 @@ import pytest
 from minio.error import S3Error
 
 from runner_cache.blocks.store import StoreSettings
+from runner_cache.tasks.prune.walk import BATCH_SIZE
 from tests.integration.faults.conftest import (
     Seaweed,
     assert_clean_stderr,
@@ -35,7 +36,7 @@ JUST_WRITTEN = "1e-6"  # days: everything written more than ~0.09 s ago is old (
 
 
 def doomed_names(count: int) -> list[str]:
-    # project ids of one width keep listing order == this order: "object i is gone" means "batch i//1000 went"
+    # project ids of one width keep listing order == this order: "object i is gone" means "batch i//BATCH_SIZE went"
     return [f"runner/abcdef123/project/{100_000 + n}/main-protected" for n in range(count)]
 
 
@@ -76,7 +77,7 @@ def test_store_sigkilled_mid_prune_then_restarted_and_rerun(own_seaweed: Seaweed
     args = ["prune", "--json", "--max-age-days", JUST_WRITTEN, "--keep", "keep-*"]
     process, out, err = start_cli(args, env, tmp_path)
     try:
-        wait_until(lambda: gone(store, doomed[1500]), 120, "the second batch's deletion")
+        wait_until(lambda: gone(store, doomed[1500]), 120, "a deletion well into the walk")
         os.kill(own_seaweed.pid, signal.SIGKILL)  # the fault: the store dies mid-prune
         code = process.wait(120)
     finally:
@@ -85,9 +86,9 @@ def test_store_sigkilled_mid_prune_then_restarted_and_rerun(own_seaweed: Seaweed
     stderr = err.read_text()
     assert code == 1, stderr[-3000:]
     document = read_json(out)
-    # the store had processed the batch of object 1500 when it was killed: confirmed, or in doubt if the answer
-    # was lost on the way (seen both ways); never missing from the report
-    assert document["deleted_count"] + document["in_doubt_count"] >= 1000
+    # the store had processed part of the batch of object 1500 when it was killed: confirmed, or in doubt if the
+    # answer was lost on the way (seen both ways); never missing from the report
+    assert document["deleted_count"] + document["in_doubt_count"] >= BATCH_SIZE
     assert document["complete"] is False
     lines = problem_lines(stderr)
     assert lines and all(line.startswith(f"runner-cache: S3 store: {store.endpoint}") for line in lines), lines
@@ -148,7 +149,9 @@ def test_signal_stops_listing_finishes_batches_and_reports(
         assert took < 10, f"took {took:.1f} s to stop"
         document = read_json(out)
         assert document["complete"] is False
-        assert 1000 <= document["deleted_count"] < len(doomed), "the batch in flight finished; the rest was not sent"
+        assert BATCH_SIZE <= document["deleted_count"] < len(doomed), (
+            "the batches in flight finished; the rest was not sent"
+        )
         assert f"runner-cache: prune: stopped by {sig.name}" in stderr
         assert_clean_stderr(stderr, store.secret_key.get_secret_value())
         left = check_report_against_store(document, seaweed_store, set(doomed))
@@ -164,14 +167,14 @@ def test_signal_stops_listing_finishes_batches_and_reports(
 def test_artifact_event_result_and_deletions_file_agree_when_an_answer_is_lost(
     seaweed_store: StoreSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The proxy swallows the second DeleteObjects it sees (the connection closes, no answer): its objects (1,000,
-    or 500 when the last batch got there second) are in doubt everywhere — never deleted, never zero — and every
-    record of the run says the same numbers as the deletions file."""
+    """The proxy swallows the second DeleteObjects it sees (the connection closes, no answer): its objects (one
+    batch) are in doubt everywhere — never deleted, never zero — and every record of the run says the same numbers
+    as the deletions file."""
     from runner_cache.flows.prune import prune_runner_cache
     from runner_cache.tasks.prune.walk import read_deletions
     from tests.support.prefect_records import events, flow_run_artifacts
 
-    doomed = doomed_names(2_500)
+    doomed = doomed_names(10 * BATCH_SIZE + BATCH_SIZE // 2)  # the last batch is a half one
     seed(seaweed_store, doomed)
     time.sleep(0.2)
     deletes = {"seen": 0}
@@ -192,7 +195,7 @@ def test_artifact_event_result_and_deletions_file_agree_when_an_answer_is_lost(
     result = state.result(raise_on_failure=False)
     kinds = [line["kind"] for line in read_deletions(deletions)]
     deleted, doubt = kinds.count("deleted"), kinds.count("in_doubt")
-    assert doubt in (500, 1_000) and deleted == len(doomed) - doubt and kinds.count("error") == 0
+    assert doubt in (BATCH_SIZE // 2, BATCH_SIZE) and deleted == len(doomed) - doubt and kinds.count("error") == 0
     assert (result["deleted_count"], result["in_doubt_count"], result["errors_count"]) == (deleted, doubt, 0)
     assert result["complete"] is True  # the walk went to the end; only the answer was lost
     assert len(names_in(seaweed_store)) == doubt, "the dropped request never reached the store"
@@ -204,3 +207,58 @@ def test_artifact_event_result_and_deletions_file_agree_when_an_answer_is_lost(
     )
     assert found and found[0]["payload"]["deleted_count"] == deleted and found[0]["payload"]["in_doubt_count"] == doubt
     assert f"{doubt} objects are in doubt" in state.message and f"{deleted} deleted" in state.message
+
+
+def test_a_batch_refused_with_slow_down_is_sent_again_and_counted_once_deleted(
+    seaweed_store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3's SlowDown (503) refuses a request before doing any of it: the batch is sent again after a pause, and
+    its objects count as deleted once the store confirms them — not in doubt, not failed."""
+    from runner_cache.flows.prune import prune_runner_cache
+
+    doomed = doomed_names(3 * BATCH_SIZE)
+    seed(seaweed_store, doomed)
+    time.sleep(0.2)
+    refused = {"left": 2}
+
+    def slow_down_twice(method: str, path: str, query: str, body: bytes) -> tuple[int, str] | None:
+        if method == "POST" and "delete" in query and refused["left"] > 0:
+            refused["left"] -= 1
+            return 503, "SlowDown"
+        return None
+
+    with fault_proxy(seaweed_store) as proxy:
+        proxy.rule = slow_down_twice
+        for name, value in store_env(proxy.store(seaweed_store)).items():
+            monkeypatch.setenv(name, value)
+        state = prune_runner_cache(max_age_days=1e-6, return_state=True)
+        assert proxy.count((503, "SlowDown")) == 2
+        assert proxy.count(None) >= 3 + 1  # the listing and three accepted DeleteObjects
+    assert state.is_completed()
+    result = state.result()
+    assert (result["deleted_count"], result["in_doubt_count"], result["errors_count"]) == (len(doomed), 0, 0)
+    assert names_in(seaweed_store) == set()
+
+
+def test_a_batch_refused_with_slow_down_every_time_fails_whole_and_nothing_is_in_doubt(
+    seaweed_store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner_cache.flows.prune import prune_runner_cache
+
+    doomed = doomed_names(BATCH_SIZE)
+    seed(seaweed_store, doomed)
+    time.sleep(0.2)
+    with fault_proxy(seaweed_store) as proxy:
+        proxy.rule = lambda method, path, query, body: (503, "SlowDown") if method == "POST" else None
+        for name, value in store_env(proxy.store(seaweed_store)).items():
+            monkeypatch.setenv(name, value)
+        state = prune_runner_cache(max_age_days=1e-6, return_state=True)
+        assert proxy.count((503, "SlowDown")) == 5  # the first try and four resends
+    assert state.is_failed()
+    result = state.result(raise_on_failure=False)
+    assert (result["deleted_count"], result["in_doubt_count"], result["errors_count"]) == (0, 0, len(doomed))
+    assert result["problems"] == [
+        f"S3 store: {proxy.endpoint} refused a DeleteObjects request 5 times: SlowDown: injected by the test proxy "
+        f"(check that the store is up, then run prune again: it deletes what is left) [{len(doomed)} objects]"
+    ]
+    assert names_in(seaweed_store) == set(doomed)
