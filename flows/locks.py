@@ -61,8 +61,8 @@ def _ensure(client: SyncPrefectClient, name: str) -> tuple[str, bool]:
     except ObjectNotFound:
         try:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-        except ObjectAlreadyExists:
-            return "unchanged", True
+        except ObjectAlreadyExists:  # another run created it a moment ago
+            return "unchanged", client.read_global_concurrency_limit_by_name(name).active_slots >= 1
         return "created", False
     if existing.limit == 1 and existing.active:
         return "unchanged", existing.active_slots >= 1

@@ -28,10 +28,12 @@ def test_a_setup_run_from_the_console_script_leaves_its_last_log_line_event_and_
         assert any(
             line.startswith("setup-runner-cache setup-runner-cache summary") for line in flow_run_artifacts(flow_run_id)
         )
-        emitted = events(
-            "runner-cache.setup",
-            where=lambda event: any(
-                related["prefect.resource.id"] == f"prefect.flow-run.{flow_run_id}" for related in event["related"]
-            ),
-        )
-    assert emitted, "the run's runner-cache.setup event did not reach the server"
+        emitted = events("runner-cache.setup", where=lambda event: _about(event, flow_run_id))
+        assert emitted, "the run's runner-cache.setup event did not reach the server"
+        # a command's runs send no heartbeat (docs/decisions.md); Prefect sends the first one as a run starts
+        assert events("prefect.flow-run.heartbeat", expect=0, timeout=0, where=lambda e: _about(e, flow_run_id)) == []
+
+
+def _about(event: dict, flow_run_id: UUID) -> bool:
+    resources = [event["resource"], *event["related"]]
+    return any(resource["prefect.resource.id"] == f"prefect.flow-run.{flow_run_id}" for resource in resources)

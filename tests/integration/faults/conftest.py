@@ -144,7 +144,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
 
 
 # A fault rule sees (method, path, query, body) and says what to do: None (forward), an int (answer that HTTP
-# status with an S3 error body), a float (forward after that many seconds), or "drop" (close without answering).
+# status with an S3 error body), (status, S3 error code) (the same with that code), a float (forward after that many seconds), or "drop" (close without answering).
 Rule = Callable[[str, str, str, bytes], "int | tuple[int, str] | float | str | None"]
 
 
