@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TOOLS := $(CURDIR)/.tools/bin
 PYTEST_ARGS ?=
+# make test's pytest-xdist workers: more than the 2 cores pay, as many tests wait on servers and subprocesses.
+# Tests that share a server or the private Docker Engine stay on one worker (XDIST_GROUPS in tests/conftest.py).
+TEST_WORKERS ?= 4
 
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
@@ -46,6 +49,7 @@ test-fast:
 	$(MAKE) lint
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-## test: everything (pytest's "no tests collected" exit 5 fails like any other)
+## test: everything, on $(TEST_WORKERS) workers (TEST_WORKERS=0: in this process, one test after another; pytest's
+## "no tests collected" exit 5 fails like any other)
 test: install-test lint
-	PATH="$(TOOLS):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
+	PATH="$(TOOLS):$$PATH" $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)

@@ -1,4 +1,9 @@
-"""Session fixtures: an isolated Prefect home and API, and real S3 servers (SeaweedFS and moto) on 127.0.0.1."""
+"""Session fixtures: an isolated Prefect home and API, and real S3 servers (SeaweedFS and moto) on 127.0.0.1.
+
+`make test` runs the suite on several pytest-xdist workers (``--dist loadgroup``). Each worker is its own pytest
+session: its own session dir (named after the worker), Prefect test server, SeaweedFS and moto, all stopped at its
+end. Tests that share something that must exist once per run stay on one worker: ``XDIST_GROUPS`` below.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # Isolate everything a test run could touch before Prefect reads its settings.
-_SESSION_DIR = Path(tempfile.mkdtemp(prefix="runner-cache-tests-"))
+# One per pytest process: under xdist every worker (gw0, gw1, ...) gets its own, so no state dir is shared.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix=f"runner-cache-tests-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-"))
 for _name in [
     name for name in os.environ if name.startswith("RUNNER_CACHE_") and not name.startswith("RUNNER_CACHE_ACCEPTANCE_")
 ]:
@@ -32,6 +38,71 @@ from tests.support.servers import free_port  # noqa: E402
 
 ACCESS_KEY = "rc-test-access"
 SECRET_KEY = "rc-test-secret-key-0123"
+
+
+# Work units of `make test` (pytest-xdist, `-n 4 --dist loadgroup`). The scheduler sees only test ids, so the
+# groups go by file: every test of a file listed here runs on the same worker as the rest of its group, one after
+# the other; any other test runs wherever a worker is free. "docker-engine": one private dockerd (bridge, data
+# root) and one image build per run; "prefect-server": the end-to-end `prefect server` + `runner-cache serve`;
+# "module": the file's own module-scoped server or build, made once. Collection fails when a test needs a group
+# its file is not in (see xdist_group_of), so a new test cannot silently start a second engine or server.
+XDIST_GROUPS = {
+    "tests/integration/store/docker/test_docker_api_version.py": "docker-engine",
+    "tests/integration/store/docker/test_docker_engine_stopped.py": "docker-engine",
+    "tests/integration/store/docker/test_docker_lifecycle.py": "docker-engine",
+    "tests/e2e/test_served.py": "prefect-server",
+    "tests/e2e/test_console_exit.py": "prefect-server",
+    "tests/e2e/test_ui.py": "prefect-server",
+    "tests/e2e/test_postgres_load.py": "module",
+    "tests/integration/store/identity/test_seaweedfs_identity.py": "module",
+    "tests/integration/test_install.py": "module",
+    "tests/acceptance/test_kind_cluster.py": "module",
+}
+SHARED_FIXTURE_GROUPS = {"docker_engine": "docker-engine", "prefect_server": "prefect-server"}
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The work unit of a test id: its group, its file for a "module" group, else the test alone."""
+    if "@" in nodeid.rpartition("]")[2]:  # an xdist_group mark, on an xdist/pytest pair where loadgroup works
+        return nodeid.rpartition("@")[2]
+    path = nodeid.split("::", 1)[0]
+    group = XDIST_GROUPS.get(path)
+    return path if group == "module" else group or nodeid
+
+
+def xdist_group_of(item: pytest.Item) -> str | None:
+    """The group a test needs by its fixtures: a shared session fixture's, else its file when it uses a
+    module-scoped fixture (a server or a build made once per module), else none."""
+    names = getattr(item, "fixturenames", ())
+    for fixture, group in SHARED_FIXTURE_GROUPS.items():
+        if fixture in names:
+            return group
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    if any(defs and defs[-1].scope == "module" for defs in definitions.values()):
+        return item.nodeid.split("::", 1)[0]
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        needed = xdist_group_of(item)
+        if needed and xdist_scope(item.nodeid) != needed:
+            raise pytest.UsageError(f"{item.nodeid} needs the xdist group {needed!r}: list its file in XDIST_GROUPS")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadgroup` with the groups above. xdist's own loadgroup reads xdist_group marks through the test
+    ids, which pytest 9.2 no longer lets it change (pytest-dev/pytest-xdist#1386): its groups are silently lost."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return FileGroupScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

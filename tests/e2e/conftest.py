@@ -35,6 +35,7 @@ from tests.fakes import fake_helm
 from tests.fakes.kube_api import FakeKubeApi, KubeApiServer
 from tests.integration.kube.conftest import runner_deployment
 from tests.support.servers import free_port
+from tests.support.stores import store_env as store_env  # re-exported for the e2e tests
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -162,24 +163,25 @@ def _wait_healthy(server: PrefectServer, timeout: float = 120) -> None:
     raise TimeoutError(f"prefect server not healthy after {timeout} s:\n{server.process.output()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def prefect_server(session_dir: Path) -> Iterator[PrefectServer]:
-    """``prefect server start`` on a free loopback port, with its own PREFECT_HOME and the UI pointed at it."""
-    home = session_dir / "e2e-prefect"
+@contextmanager
+def running_prefect_server(home: Path, server_env: dict[str, str] | None = None) -> Iterator[PrefectServer]:
+    """``prefect server start`` on a free loopback port, with its own PREFECT_HOME and the UI pointed at it;
+    ``server_env`` adds to the server's environment only (e.g. its database URL). Stopped on exit."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = _client_env(home, api_url)
-    server_env = {
+    own_env = {
         **env,
         "PREFECT_UI_API_URL": api_url,
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),
+        **(server_env or {}),
     }
-    server_env.pop("PREFECT_API_URL")
+    own_env.pop("PREFECT_API_URL")
     process = start(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        server_env,
+        own_env,
         home / "server.log",
     )
     server = PrefectServer(process, port, home, env)
@@ -188,6 +190,13 @@ def prefect_server(session_dir: Path) -> Iterator[PrefectServer]:
         yield server
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(session_dir: Path) -> Iterator[PrefectServer]:
+    """The end-to-end tests' ``prefect server`` (SQLite), shared by the session."""
+    with running_prefect_server(session_dir / "e2e-prefect") as server:
+        yield server
 
 
 @dataclass
@@ -239,17 +248,6 @@ class Served:
     store: StoreSettings
     env: dict[str, str]
     started: dict
-
-
-def store_env(store: StoreSettings) -> dict[str, str]:
-    """The RUNNER_CACHE_* variables that point the flows at ``store`` (secrets by environment, never arguments)."""
-    return {
-        "RUNNER_CACHE_STORE__BACKEND": "external",
-        "RUNNER_CACHE_STORE__ENDPOINT": store.endpoint,
-        "RUNNER_CACHE_STORE__ACCESS_KEY": store.access_key.get_secret_value(),
-        "RUNNER_CACHE_STORE__SECRET_KEY": store.secret_key.get_secret_value(),
-        "RUNNER_CACHE_STORE__BUCKET": store.bucket,
-    }
 
 
 def wait_for_deployments(server: PrefectServer, names: tuple[str, ...], process: Process, timeout: float = 90) -> None:

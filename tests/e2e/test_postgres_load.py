@@ -30,9 +30,7 @@ from tests.e2e.conftest import (
     REPO,
     PrefectServer,
     Process,
-    _client_env,
-    _wait_healthy,
-    start,
+    running_prefect_server,
     wait_for_deployments,
 )
 from tests.integration.faults.conftest import names_in, seed
@@ -81,28 +79,8 @@ def postgres() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def pg_server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     home = tmp_path_factory.mktemp("pg-prefect")
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = _client_env(home, api_url)
-    server_env = {
-        **env,
-        "PREFECT_API_DATABASE_CONNECTION_URL": postgres,
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_UI_API_URL": api_url,
-    }
-    server_env.pop("PREFECT_API_URL")
-    process = start(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        server_env,
-        home / "server.log",
-    )
-    server = PrefectServer(process, port, home, env)
-    try:
-        _wait_healthy(server)
+    with running_prefect_server(home, {"PREFECT_API_DATABASE_CONNECTION_URL": postgres}) as server:
         yield server
-    finally:
-        process.stop()
 
 
 def _task_span(client, flow_run_id: uuid.UUID) -> tuple[float, float]:
@@ -151,7 +129,7 @@ def test_twenty_runs_across_five_buckets_on_postgres(pg_server: PrefectServer, s
                     runs = client.read_flow_runs(flow_run_filter=ids, limit=RUNS)
                     if all(run.state and run.state.is_final() for run in runs) or time.monotonic() > deadline:
                         break
-                    time.sleep(3)
+                    time.sleep(1)
                 states = {run.id: run.state.name if run.state else None for run in runs}
                 assert all(state == "Completed" for state in states.values()), f"{states}\n{served.output()[-4000:]}"
                 spans: dict[str, list[tuple[float, float]]] = {}

@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from runner_cache.blocks.store import StoreSettings
 from tests.conftest import ACCESS_KEY, SECRET_KEY
 from tests.support.servers import free_port
+from tests.support.stores import store_env as store_env  # re-exported for the fault tests
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[3]
@@ -82,16 +83,6 @@ def seed(store: StoreSettings, names: Iterable[str], body: bytes = BODY, threads
 
 def names_in(store: StoreSettings) -> set[str]:
     return {entry.object_name for entry in store.client().list_objects(store.bucket, recursive=True)}
-
-
-def store_env(store: StoreSettings) -> dict[str, str]:
-    return {
-        "RUNNER_CACHE_STORE__BACKEND": "external",
-        "RUNNER_CACHE_STORE__ENDPOINT": store.endpoint,
-        "RUNNER_CACHE_STORE__ACCESS_KEY": store.access_key.get_secret_value(),
-        "RUNNER_CACHE_STORE__SECRET_KEY": store.secret_key.get_secret_value(),
-        "RUNNER_CACHE_STORE__BUCKET": store.bucket,
-    }
 
 
 def cli_env(extra: dict[str, str], api_url: str | None) -> dict[str, str]:

@@ -204,6 +204,7 @@ def test_throttling_that_does_not_end_is_transient(
     cluster: Cluster, release: ReleaseSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("runner_cache.tasks.kube.api.MAX_RETRY_AFTER", 0.01)
+    cluster.api.retry_after = 0  # the client's urllib3 also sleeps Retry-After (uncapped) between its own retries
     cluster.api.throttle[("GET", "Secret")] = 100
     with pytest.raises(KubernetesUnreachable, match=r"kept throttling read Secret .* \(HTTP 429, 5 tries\)") as caught:
         ensure_cache_secret(release, store_with())
