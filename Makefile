@@ -17,9 +17,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-## install: the tool with its embedded default store (SeaweedFS)
+## install: the tool with its embedded default store (SeaweedFS); its bytecode is compiled now, as pip does for a
+## regular install, because an editable one is compiled on each start where PYTHONDONTWRITEBYTECODE is set
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local]'
+	$(BIN)/python -m compileall -q runner_cache flows tasks blocks deployments
 
 ## run: install, then run setup-runner-cache on the local store; the local Prefect server keeps the run, and the
 ## last line says where its UI shows it

@@ -4,7 +4,9 @@ Issue 15's goal: after the first command, ``plan``, ``setup`` (no changes), ``pr
 ``history`` and ``--help`` each answer in under 3 s here. This runs them exactly as a user would — the installed
 console script, no ``PREFECT_API_URL``, the default ``local`` store — in a fresh state directory: one ``setup``
 first (it starts the store and the local Prefect server and creates everything), then each command ``--runs``
-times, interleaved, and reports the median and the slowest wall time with the 1-minute load around them.
+times, interleaved, ``--pause`` seconds apart (as a user types them: right after a command the server is still
+storing its logs and events, on the same two cores), and reports the median and the slowest wall time with the
+1-minute load around them.
 The state directory (store and Prefect server) is stopped and removed at the end.
 
 Reproduce (the numbers in docs/benchmarks.md)::
@@ -50,6 +52,7 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each command (interleaved)")
+    parser.add_argument("--pause", type=float, default=3.0, help="seconds between two commands")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="runner-cache-cli-latency-"))
@@ -72,6 +75,7 @@ def main() -> None:
         loads: list[float] = [os.getloadavg()[0]]
         for _ in range(args.runs):
             for name, argv in COMMANDS.items():
+                time.sleep(args.pause)
                 seconds, code, output = _run(argv, env, root)
                 if code != 0:
                     raise SystemExit(f"{name} failed:\n{output}")
@@ -95,6 +99,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
         "first_setup_seconds": round(first, 1),
+        "pause_seconds": args.pause,
         "load_1min": {"min": min(loads), "max": max(loads), "samples": [round(load, 2) for load in loads]},
         "rows": rows,
     }

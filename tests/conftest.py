@@ -8,6 +8,7 @@ end. Tests that share something that must exist once per run stay on one worker:
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -108,6 +109,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return _SESSION_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_session_dir() -> Iterator[None]:
+    """Set up first, so torn down last: once every server of the session has stopped, its state goes too."""
+    yield
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

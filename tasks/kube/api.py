@@ -84,17 +84,25 @@ def cluster_target(cluster: Cluster) -> ClusterTarget:
 
 
 def api_client(cluster: Cluster) -> k8s.ApiClient:
-    """A client for the cluster :func:`cluster_target` picks."""
+    """A client for the cluster :func:`cluster_target` picks.
+
+    Its urllib3 pool must not answer 429 itself: by default urllib3 retries a throttled GET/PUT/DELETE three
+    times, sleeping whatever ``Retry-After`` says (uncapped), before :meth:`Kube._call` sees it — so "5 tries"
+    were 20 requests and a server asking for 30 s stalled a call for minutes. Only broken connections are
+    retried there; throttling is :meth:`Kube._call`'s, with its cap.
+    """
     target = cluster_target(cluster)
+    configuration = k8s.Configuration()
     try:
         if target.source == "in-cluster":
-            configuration = k8s.Configuration()
             k8s_config.load_incluster_config(client_configuration=configuration)
-            return k8s.ApiClient(configuration)
-        files = ":".join(str(path) for path in target.kubeconfig)  # the client merges a KUBECONFIG-style list
-        return k8s_config.new_client_from_config(config_file=files, context=target.context)
+        else:
+            files = ":".join(str(path) for path in target.kubeconfig)  # the client merges a KUBECONFIG-style list
+            k8s_config.load_kube_config(config_file=files, context=target.context, client_configuration=configuration)
     except (ConfigException, OSError, ValueError) as error:
         raise ConfigError(f"cannot use {target.describe()}: {error}") from None
+    configuration.retries = urllib3.Retry(total=3, status=0, respect_retry_after_header=False)
+    return k8s.ApiClient(configuration)
 
 
 def _status(error: ApiException) -> dict:

@@ -204,11 +204,14 @@ def test_throttling_that_does_not_end_is_transient(
     cluster: Cluster, release: ReleaseSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("runner_cache.tasks.kube.api.MAX_RETRY_AFTER", 0.01)
-    cluster.api.retry_after = 0  # the client's urllib3 also sleeps Retry-After (uncapped) between its own retries
-    cluster.api.throttle[("GET", "Secret")] = 100
+    cluster.api.throttle[("GET", "Secret")] = 100  # each answer asks for Retry-After: 1
+    started = time.monotonic()
     with pytest.raises(KubernetesUnreachable, match=r"kept throttling read Secret .* \(HTTP 429, 5 tries\)") as caught:
         ensure_cache_secret(release, store_with())
     assert is_transient(caught.value)
+    # five requests, each wait cut to MAX_RETRY_AFTER: the client's urllib3 does not retry 429s on its own
+    assert len([call for call in cluster.api.calls if call.method == "GET" and "/secrets/" in call.path]) == 5
+    assert time.monotonic() - started < 1
 
 
 # --- 403 by its cause ------------------------------------------------------------------------------------------------
