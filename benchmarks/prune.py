@@ -19,9 +19,10 @@ After each contender the remaining names are listed and compared with the new ha
 Every contender runs as the only child of a tiny wrapper process, which reports wall time and the peak RSS of its
 children (``getrusage(RUSAGE_CHILDREN).ru_maxrss``). The 1-minute load average is recorded before and after each.
 
-Reproduce (the numbers in docs/benchmarks.md)::
+Reproduce (the final run in docs/benchmarks.md; ``--keep-seeds`` keeps the seeded stores for the next run)::
 
-    .venv/bin/python benchmarks/prune.py --objects 10000 --objects 100000 --json benchmarks/prune-results-2026-11-29.json
+    .venv/bin/python benchmarks/prune.py --objects 10000 --objects 100000 --objects 1000000 --gap 120 \
+        --keep-seeds ~/.cache/runner-cache-bench/seeds --json benchmarks/prune-results-2026-11-29-evening.json
 """
 
 from __future__ import annotations
