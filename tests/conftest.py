@@ -111,10 +111,10 @@ def session_dir() -> Path:
     return _SESSION_DIR
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _remove_session_dir() -> Iterator[None]:
-    """Set up first, so torn down last: once every server of the session has stopped, its state goes too."""
-    yield
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Once every server of the session has stopped (session fixtures are torn down before this), its state goes
+    too — also the xdist controller's, which runs no fixture."""
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
