@@ -4,8 +4,9 @@ The listing is streamed page by page (1000 names at a time) and deletions go out
 ``batch_size`` names to a bounded pool of workers, with a bounded number of batches in flight: memory depends on the
 batch size and concurrency, never on the size of the bucket. Many small batches at once beat a few large ones: a
 store deletes the keys of one request one after another, so concurrent requests are what keeps it busy (SeaweedFS:
-32 × 250 deleted 30-40 % faster than 8 × 1000, with less of the store's CPU; docs/benchmarks.md). Rules that need the whole picture first
-(``--superseded``, ``--max-total-size``) add planning passes over the same listing (see tasks/prune/rules.py).
+32 × 250 deleted ~25 % faster than 8 × 1000, with 10-15 % less of the store's CPU; docs/benchmarks.md). Rules that
+need the whole picture first (``--superseded``, ``--max-total-size``) add planning passes over the same listing
+(see tasks/prune/rules.py).
 """
 
 from __future__ import annotations
