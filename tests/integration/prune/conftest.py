@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import http.client
-import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
-from urllib.parse import urlsplit
 
 import pytest
 
 from runner_cache.blocks.store import StoreSettings
+from tests.fakes.gitlab import GitLabFake
+from tests.support.fault_proxy import fault_proxy
 
 BODY = b"PK\x05\x06" + b"\0" * 18  # an empty zip archive, like a tiny cache
 
@@ -46,65 +44,32 @@ def names_in(store: StoreSettings) -> set[str]:
     return {entry.object_name for entry in store.client().list_objects(store.bucket, recursive=True)}
 
 
-class _FailingDeleteProxy(BaseHTTPRequestHandler):
-    """Forwards every request unchanged (Host included, so signatures stay valid), except that a
-    DeleteObjects request naming a poisoned key gets S3's 403 AccessDenied, like a bucket policy denying it."""
+@pytest.fixture
+def failing_delete_proxy(seaweed_store: StoreSettings) -> Iterator[tuple[StoreSettings, StoreSettings, str]]:
+    """(direct store, store seen through the proxy, poisoned key marker) on 127.0.0.1: a DeleteObjects request
+    naming a poisoned key gets S3's 403 AccessDenied, like a bucket policy denying it; the rest goes through."""
+    marker = "poisoned-key"
 
-    upstream: tuple[str, int]
-    poison: bytes
+    def deny_poisoned(method: str, path: str, query: str, body: bytes) -> tuple[int, str, str] | None:
+        if method == "POST" and "delete" in query and marker.encode() in body:
+            return 403, "AccessDenied", "Access Denied."
+        return None
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _forward(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        if self.command == "POST" and "delete" in urlsplit(self.path).query and self.poison in body:
-            error = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>'
-            self.send_response(403)
-            self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(error)))
-            self.end_headers()
-            self.wfile.write(error)
-            return
-        connection = http.client.HTTPConnection(*self.upstream, timeout=30)
-        headers = {
-            name: value
-            for name, value in self.headers.items()
-            if name.lower() not in {"connection", "transfer-encoding"}
-        }
-        connection.request(self.command, self.path, body=body or None, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-        self.send_response(response.status)
-        for name, value in response.getheaders():
-            if name.lower() not in {"transfer-encoding", "connection", "content-length"}:
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        connection.close()
-
-    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+    with fault_proxy(seaweed_store) as proxy:
+        proxy.rule = deny_poisoned
+        yield seaweed_store, proxy.store(seaweed_store), marker
 
 
 @pytest.fixture
-def failing_delete_proxy(seaweed_store: StoreSettings) -> Iterator[tuple[StoreSettings, StoreSettings, str]]:
-    """(direct store, store seen through the proxy, poisoned key marker) on 127.0.0.1."""
-    upstream = urlsplit(seaweed_store.endpoint)
-    marker = "poisoned-key"
-    handler = type(
-        "Handler", (_FailingDeleteProxy,), {"upstream": (upstream.hostname, upstream.port), "poison": marker.encode()}
-    )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def gitlab_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitLabFake]:
+    """A GitLab fake the RUNNER_CACHE_GITLAB__* environment points at (for --deleted-refs)."""
+    fake = GitLabFake().start()
+    monkeypatch.setenv("RUNNER_CACHE_GITLAB__URL", fake.url)
+    monkeypatch.setenv("RUNNER_CACHE_GITLAB__TOKEN", fake.token)
     try:
-        proxied = seaweed_store.model_copy(update={"endpoint": f"http://127.0.0.1:{server.server_address[1]}"})
-        yield seaweed_store, proxied, marker
+        yield fake
     finally:
-        server.shutdown()
-        server.server_close()
+        fake.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,17 +13,6 @@ from tests.fakes.gitlab import GitLabFake
 from tests.integration.prune.conftest import names_in, seed
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-@pytest.fixture
-def gitlab_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitLabFake]:
-    fake = GitLabFake().start()
-    monkeypatch.setenv("RUNNER_CACHE_GITLAB__URL", fake.url)
-    monkeypatch.setenv("RUNNER_CACHE_GITLAB__TOKEN", fake.token)
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 def test_caches_of_deleted_branches_go(

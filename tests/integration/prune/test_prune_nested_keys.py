@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,17 +21,6 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 # sha256("main-protected"): the object of a runner >= 19.0.0 with FF_HASH_CACHE_KEYS for key main-protected
 HASH = "466a3df3e57a1b08df962a07ed964c83df72766aa83f2983c073ea49bd666866"
-
-
-@pytest.fixture
-def gitlab_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitLabFake]:
-    fake = GitLabFake().start()
-    monkeypatch.setenv("RUNNER_CACHE_GITLAB__URL", fake.url)
-    monkeypatch.setenv("RUNNER_CACHE_GITLAB__TOKEN", fake.token)
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 def test_nested_keys_are_pruned_by_ref_name_and_non_cache_names_never(
