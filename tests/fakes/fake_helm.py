@@ -156,6 +156,19 @@ def _history_entry(revision: dict) -> dict:
     }
 
 
+def installed_by_hand(values: dict, app_version: str = "16.7.0") -> dict:
+    """Revision 1 of gitlab-runner chart 0.60.0 as `helm install -f values.yaml` leaves it, for ``set_state``."""
+    return {
+        "revision": 1,
+        "status": "deployed",
+        "chart": "gitlab-runner",
+        "version": "0.60.0",
+        "app_version": app_version,
+        "description": "Install complete",
+        "values": values,
+    }
+
+
 def _new_revision(revisions: list[dict], template: dict, status: str, description: str) -> dict:
     for old in revisions:
         if old["status"] == "deployed" and status == "deployed":

@@ -26,6 +26,7 @@ from runner_cache.tasks.release.helm import (
     rollback_release,
     upgrade_release,
 )
+from tests.fakes.fake_helm import installed_by_hand
 from tests.integration.kube.conftest import ACCESS, SECRET, FakeHelm, assert_clean, installable
 from tests.support.prefect_records import events
 
@@ -297,10 +298,8 @@ def test_failed_rollback_emits_an_event(helm: FakeHelm, release: ReleaseSettings
 
 def test_values_the_release_was_installed_with_are_kept(helm: FakeHelm, release: ReleaseSettings) -> None:
     """A release installed by hand (`helm install -f values.yaml`) keeps gitlabUrl, its token and the rest."""
-    helm.set_state(releases={"gitlab-runner/gitlab-runner": [{
-        "revision": 1, "status": "deployed", "chart": "gitlab-runner", "version": "0.60.0", "app_version": "",
-        "description": "Install complete", "values": {"gitlabUrl": "https://gitlab.example.com/", "runnerToken": "by-hand", "concurrent": 8},
-    }]})  # fmt: skip
+    values = {"gitlabUrl": "https://gitlab.example.com/", "runnerToken": "by-hand", "concurrent": 8}
+    helm.set_state(releases={"gitlab-runner/gitlab-runner": [installed_by_hand(values, app_version="")]})
     first = upgrade_release(release, installable(CHART), VALUES)
     assert first.status == "changed"
     assert "gitlabUrl" not in " ".join(first.data["reasons"]), "keys we do not own are not drift"

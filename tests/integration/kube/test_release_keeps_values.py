@@ -17,6 +17,7 @@ from runner_cache.cli import main
 from runner_cache.flows.rebuild import RebuildParameters, rebuild_runner
 from runner_cache.flows.setup import setup_runner_cache
 from runner_cache.tasks.chart.runners_config import cache_section, outside_cache_section
+from tests.fakes.fake_helm import installed_by_hand
 from tests.integration.kube.conftest import Cluster, FakeHelm, runner_deployment
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -61,16 +62,7 @@ def team_release(
 ) -> StoreSettings:
     """The team's release, installed by hand (revision 1), and its Deployment under the overridden name."""
     monkeypatch.setenv("RUNNER_CACHE_STORE__IDENTITIES__VERIFY", "false")  # moto does not enforce key policies
-    revision = {
-        "revision": 1,
-        "status": "deployed",
-        "chart": "gitlab-runner",
-        "version": "0.60.0",
-        "app_version": "16.7.0",
-        "description": "Install complete",
-        "values": TEAM_VALUES,
-    }
-    helm.set_state(releases={"gitlab-runner/gitlab-runner": [revision]})
+    helm.set_state(releases={"gitlab-runner/gitlab-runner": [installed_by_hand(TEAM_VALUES)]})
     deployment = runner_deployment()
     deployment["metadata"]["name"] = "team-runner"
     cluster.api.put(deployment)

@@ -8,6 +8,7 @@ import pytest
 
 from runner_cache.blocks.store import StoreSettings
 from runner_cache.flows.rebuild import RebuildParameters, rebuild_runner
+from tests.fakes.fake_helm import installed_by_hand
 from tests.integration.kube.conftest import Cluster, FakeHelm
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -61,16 +62,7 @@ def test_a_release_with_its_own_name_registry_and_config_keeps_them(
         "runners": {"config": '[[runners]]\n  [runners.kubernetes]\n    image = "{{ printf "%s" "alpine" }}"\n'},
         "gitlabUrl": "https://gitlab.example.com/",
     }
-    first = {
-        "revision": 1,
-        "status": "deployed",
-        "chart": "gitlab-runner",
-        "version": "0.60.0",
-        "app_version": "16.7.0",
-        "description": "Install complete",
-        "values": own,
-    }
-    helm.set_state(releases={"gitlab-runner/gitlab-runner": [first]})
+    helm.set_state(releases={"gitlab-runner/gitlab-runner": [installed_by_hand(own)]})
     deployment = cluster.api.get("Deployment", "gitlab-runner", "gitlab-runner")
     deployment["metadata"]["name"] = "ci-runner"
     for key in ("uid", "resourceVersion", "generation", "creationTimestamp"):
