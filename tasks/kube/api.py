@@ -86,9 +86,11 @@ def cluster_target(cluster: Cluster) -> ClusterTarget:
 def api_client(cluster: Cluster) -> k8s.ApiClient:
     """A client for the cluster :func:`cluster_target` picks.
 
-    Its urllib3 pool must not answer 429 itself: by default urllib3 retries a throttled GET/PUT/DELETE three
-    times, sleeping whatever ``Retry-After`` says (uncapped), before :meth:`Kube._call` sees it — so "5 tries"
-    were 20 requests and a server asking for 30 s stalled a call for minutes. Only broken connections are
+    Its urllib3 pool must not answer 429 itself: the client hands ``configuration.retries`` (None: urllib3's
+    ``Retry.DEFAULT``) to its pool (kubernetes/client/rest.py@37.0.1), and that retries a throttled GET/PUT/DELETE
+    three times, sleeping whatever ``Retry-After`` says, uncapped (``RETRY_AFTER_STATUS_CODES``,
+    ``respect_retry_after_header``: urllib3/util/retry.py@2.8.0), before :meth:`Kube._call` sees it — so
+    "5 tries" were 20 requests and a server asking for 30 s stalled a call for minutes. Only broken connections are
     retried there; throttling is :meth:`Kube._call`'s, with its cap.
     """
     target = cluster_target(cluster)

@@ -174,8 +174,10 @@ def _delete_batch(
     """One DeleteObjects request: the (name, error) of each object the store did not delete, and, when the
     store's answer was lost (or was a 5xx, which may come after part of the work), why the whole batch is in doubt.
 
-    ``SlowDown`` (503) is S3 refusing the request before doing any of it ("reduce your request rate"): the same
-    batch is sent again after a pause, a few times, before it counts as failed.
+    ``SlowDown`` (503) is S3's request-rate protection: AWS says to reduce the rate and retry with backoff
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ErrorBestPractices.html, "Tune application for repeated
+    SlowDown errors"). The same batch is sent again after a pause, a few times — deleting a name twice is harmless
+    — before its objects count as failed: an error answer, unlike a lost one, is taken as "not done".
     """
     doing = "a DeleteObjects request"
     doubt = f"{doing}, whose objects are now in doubt (maybe deleted, the answer was lost)"
