@@ -6,12 +6,14 @@ console script, no ``PREFECT_API_URL``, the default ``local`` store — in a fre
 first (it starts the store and the local Prefect server and creates everything), then each command ``--runs``
 times, interleaved, ``--pause`` seconds apart (as a user types them: right after a command the server is still
 storing its logs and events, on the same two cores), and reports the median and the slowest wall time with the
-1-minute load around them.
+1-minute load around them. The commands run in the warm process that the first ``setup`` starts (README); with
+``--alone`` each imports Prefect itself (``RUNNER_CACHE_WARM=off``), as before the warm process.
 The state directory (store and Prefect server) is stopped and removed at the end.
 
 Reproduce (the numbers in docs/benchmarks.md)::
 
-    .venv/bin/python benchmarks/cli_latency.py --runs 5 --json benchmarks/cli-latency-2026-11-29.json
+    .venv/bin/python benchmarks/cli_latency.py --runs 5 --json benchmarks/cli-latency-warm-2026-11-29.json
+    .venv/bin/python benchmarks/cli_latency.py --runs 5 --alone --json benchmarks/cli-latency-alone-2026-11-29.json
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs of each command (interleaved)")
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between two commands")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--alone", action="store_true", help="RUNNER_CACHE_WARM=off: every command imports Prefect itself"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="runner-cache-cli-latency-"))
     env = {name: value for name, value in os.environ.items() if not name.startswith(("RUNNER_CACHE_", "PREFECT_"))}
@@ -61,7 +66,10 @@ def main() -> None:
         RUNNER_CACHE_STORE__STATE_DIR=str(root / "state"),
         RUNNER_CACHE_STORE__ENDPOINT=f"http://127.0.0.1:{free_port()}",
         PREFECT_HOME=str(root / "client-home"),
+        XDG_RUNTIME_DIR=str(root / "run"),  # the warm process of this run; `server stop` stops it at the end
     )
+    if args.alone:
+        env["RUNNER_CACHE_WARM"] = "off"
     (root / "state" / "prefect-server").mkdir(parents=True)
     (root / "state" / "prefect-server" / "port").write_text(str(free_port()))  # not the user's 4200
     try:
@@ -100,6 +108,7 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "first_setup_seconds": round(first, 1),
         "pause_seconds": args.pause,
+        "warm_process": not args.alone,
         "load_1min": {"min": min(loads), "max": max(loads), "samples": [round(load, 2) for load in loads]},
         "rows": rows,
     }

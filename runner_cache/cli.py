@@ -9,12 +9,17 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from types import ModuleType
-from typing import NamedTuple, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from runner_cache.errors import PrefectApiError, RunnerCacheError, UsageError
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from runner_cache.tasks.warm_process import WarmFiles
 
 
 class Command(NamedTuple):
@@ -198,31 +203,117 @@ def _without_heartbeats() -> Iterator[None]:
         yield
 
 
-def run() -> NoReturn:
-    """The console script: :func:`main`, then an exit that skips tearing the interpreter down.
+class _QuickExit:
+    """The end of a command: an exit that skips tearing the interpreter down.
 
-    Freeing the heap Prefect builds took ~0.5 s per command (docs/benchmarks.md). The exit handler below is
-    registered before Prefect is imported, so it runs last: after the interpreter has joined the remaining
-    threads and Prefect's own exit handlers have sent the last logs and events.
+    Freeing the heap Prefect builds took ~0.5 s per command (docs/benchmarks.md). The exit handler is registered
+    before Prefect is imported, so it runs last: after the interpreter has joined the remaining threads and
+    Prefect's own exit handlers have sent the last logs and events. In the warm process's child, it also tells
+    the waiting command line the status.
     """
-    status = 1  # an uncaught exception: Python's own status for it
 
-    def leave() -> None:
+    def __init__(self) -> None:
+        self.status = 1  # an uncaught exception: Python's own status for it
+        self.report: Callable[[int], None] | None = None
+        atexit.register(self._leave)
+
+    def _leave(self) -> None:
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(status)
+        if self.report is not None:
+            self.report(self.status)
+        os._exit(self.status)
 
-    atexit.register(leave)
-    try:
-        status = main()
-    except SystemExit as stop:  # argparse's --help
-        status = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
-        raise
-    except KeyboardInterrupt:
-        status = 130
-        raise
-    sys.exit(status)
+    def run(self, argv: list[str]) -> NoReturn:
+        try:
+            self.status = main(argv)
+        except SystemExit as stop:  # argparse's --help
+            self.status = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+            raise
+        except KeyboardInterrupt:
+            self.status = 130
+            raise
+        sys.exit(self.status)
+
+
+def _runs_in_warm_process(argv: Sequence[str]) -> bool:
+    """Commands that run flows or talk to Prefect, but not ``serve`` (a long-lived process of its own)."""
+    name = next((word for word in argv if not word.startswith("-")), None)
+    command = COMMAND_TABLE.get(name or "")
+    return command is not None and command.prefect_api and name != "serve"
+
+
+def run() -> NoReturn:
+    """The console script: the command in the warm process when it may run there (tasks/warm_process.py), else here."""
+    argv = sys.argv[1:]
+    if _runs_in_warm_process(argv):
+        from runner_cache.tasks import warm_process
+
+        try:
+            status = warm_process.send(argv, start=_start_warm_process)
+        except RunnerCacheError as error:
+            print(f"runner-cache: {error}", file=sys.stderr)
+            sys.exit(error.exit_code)
+        if status is not None:
+            sys.exit(status)
+    _QuickExit().run(argv)
+
+
+def _start_warm_process(where: WarmFiles) -> subprocess.Popen:
+    from runner_cache.tasks import warm_process
+
+    code = f"from runner_cache.cli import serve_warm; serve_warm({warm_process.idle_seconds()!r})"
+    return warm_process.spawn(where, code)
+
+
+def serve_warm(idle_seconds: float) -> NoReturn:
+    """The warm process: import what commands need, then fork a child per command; each child runs it here."""
+    from runner_cache.tasks import warm_process
+
+    leave = _QuickExit()  # registered before anything is imported, as in run()
+    request = warm_process.serve(_warm_up, idle_seconds=idle_seconds)
+    leave.report = request.report
+    # The child has the caller's environment now: Prefect read its settings and logging at import, in the warm
+    # process; make it read them again (prefect/context.py, prefect/logging/configuration.py @3.9.1).
+    from prefect.context import refresh_global_settings_context
+    from prefect.logging.configuration import setup_logging
+
+    refresh_global_settings_context()
+    setup_logging(incremental=False)
+    leave.run(request.argv)
+
+
+# What `setup`, `plan`, `prune` and `history` imported beyond the command modules, measured with
+# `python -X importtime` (Prefect 3.9.1): Prefect's task engine, its JSON encoder (fastapi's, 0.13 s), the flow
+# graph, anyio's backend, and our store backends chosen at run time. A name missing from a later version is logged
+# and skipped: it only costs that command the import.
+WARM_MODULES = (
+    "prefect.task_engine",
+    "prefect._internal.states",
+    "prefect.utilities.visualization",
+    "fastapi.encoders",
+    "anyio._backends._asyncio",
+    "anyio._core._sockets",
+    "anyio._core._streams",
+    "opentelemetry.metrics",
+    "pydantic.color",
+    "rich._emoji_codes",
+    "_strptime",
+    "runner_cache.tasks.prefect_server",
+    "runner_cache.tasks.store.s3",
+    "runner_cache.tasks.store.local_backend",
+)
+
+
+def _warm_up() -> None:
+    """Import every command and flow, and what a flow run's first steps import."""
+    sys.modules[__name__].COMMANDS  # noqa: B018 - imports every command module, and through them every flow
+    for module in WARM_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            print(f"warm process: not imported in advance: {error}", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ os.environ.update(
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90",
     PREFECT_LOGGING_TO_API_BATCH_INTERVAL="0.3",
     XDG_DATA_HOME=str(_SESSION_DIR / "xdg-data"),
+    XDG_RUNTIME_DIR=str(_SESSION_DIR / "run"),  # the warm process the commands start: stopped at the end
 )
 
 import logging  # noqa: E402
@@ -120,11 +121,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _stop_local_prefect_server() -> Iterator[None]:
-    """A command run in-process without a Prefect API starts the local Prefect server in this session's state dir."""
+    """A command without a Prefect API starts the local Prefect server in this session's state dir; a command
+    run by the console script starts the warm process in its runtime dir."""
     yield
-    from runner_cache.tasks import prefect_server
+    from runner_cache.tasks import prefect_server, warm_process
 
     prefect_server.stop(_SESSION_DIR / "xdg-data" / "runner-cache")
+    for pid_file in (_SESSION_DIR / "run" / "runner-cache").glob("warm-*.pid"):
+        warm_process.stop(warm_process.WarmFiles(pid_file.parent, pid_file.stem))
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import gc
 import json
 import logging
 import random
+import resource
 import signal
 import threading
 import time
@@ -600,7 +601,8 @@ def prune_cache(
         )
     verb = "would delete" if options.dry_run else "deleted"
     logger.info(
-        "prune finished in %.2f s: %s %d cache objects (%d bytes) under %r, kept %d, skipped %d non-cache objects, %d errors; by rule: %s",
+        "prune finished in %.2f s: %s %d cache objects (%d bytes) under %r, kept %d, skipped %d non-cache objects, "
+        "%d errors; by rule: %s; peak memory of the process %.0f MB",
         report.seconds,
         verb,
         report.deleted_count,
@@ -610,6 +612,7 @@ def prune_cache(
         report.skipped_non_cache,
         report.errors_count,
         report.by_reason or "none",
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # kB on Linux (getrusage(2))
     )
     for note in report.notes:
         logger.info(note)
