@@ -321,7 +321,7 @@ def spawn(where: WarmFiles, code: str) -> subprocess.Popen:
     with open(where.log_file, "ab") as log:
         os.chmod(where.log_file, 0o600)
         return subprocess.Popen(
-            [sys.executable, "-P", "-c", code],
+            [sys.executable, "-P", "-c", code, str(where.root)],  # the dir names it in `ps` and for state()
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -344,15 +344,16 @@ class WarmState:
 
 
 def _pid_is_warm_process(pid: int, where: WarmFiles) -> bool:
-    """Guard against pid reuse: the process must be this interpreter running the warm process."""
+    """Guard against pid reuse: the process must be this interpreter running the warm process of this dir."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
     return (
-        bool(cmdline)
+        len(cmdline) >= 5
         and os.path.realpath(cmdline[0]) == os.fsencode(os.path.realpath(sys.executable))
-        and b"serve_warm" in b" ".join(cmdline)
+        and b"serve_warm" in cmdline[3]
+        and cmdline[4] == os.fsencode(str(where.root))
     )
 
 

@@ -133,6 +133,19 @@ def test_each_command_gets_the_callers_environment_and_directory(warm: Warm, tmp
     assert bucket_step(three)["expire_days"] == 9, "the .env of the caller's directory was not read"
 
 
+def test_commands_at_the_same_time_each_get_their_own_environment(warm: Warm) -> None:
+    _plan(warm.run("plan", "--json"))
+    processes = {
+        bucket: warm.start("plan", "--json", RUNNER_CACHE_STORE__BUCKET=bucket)
+        for bucket in ("warm-together-a", "warm-together-b", "warm-together-c")
+    }
+    for bucket, process in processes.items():
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err[-3000:]
+        steps = json.loads(out)["steps"]
+        assert next(step for step in steps if step["step"] == "bucket")["data"]["bucket"] == bucket
+
+
 def test_exit_statuses_and_streams_are_the_commands(warm: Warm) -> None:
     bad = warm.run("plan", RUNNER_CACHE_STORE__BACKEND="nonsense")
     assert bad.returncode == 2
