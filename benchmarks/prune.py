@@ -481,13 +481,6 @@ def machine(peers: dict[str, Path]) -> str:
     return f"{platform.platform()}, {os.cpu_count()} cores ({cpu}), {memory} GiB RAM, Python {platform.python_version()}, {rclone}, s5cmd {s5cmd}, SeaweedFS {weed}"
 
 
-def _stop_warm_processes(runtime: Path) -> None:
-    from runner_cache.tasks import warm_process
-
-    for pid_file in (runtime / "runner-cache").glob("warm-*.pid"):
-        warm_process.stop(warm_process.WarmFiles(pid_file.parent, pid_file.stem))
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in ("_minio_loop", "_raw", "_s5cmd"):
         parser = argparse.ArgumentParser()
@@ -532,7 +525,9 @@ def main() -> None:
                 seeded.close()
     finally:
         prefect.stop()
-        _stop_warm_processes(work / "run")
+        from tests.support.warm import stop_warm_processes
+
+        stop_warm_processes(work / "run")
     print(markdown(rows))
     if any(row["exit_code"] or "note" in row for row in rows):
         print(f"some variants failed or deleted the wrong objects: logs are in {work}", file=sys.stderr)

@@ -148,10 +148,15 @@ def build_parser(commands: Sequence[ModuleType] | None = None) -> argparse.Argum
     return parser
 
 
+def _named(argv: Sequence[str]) -> tuple[str, Command | None]:
+    """The command ``argv`` names (its first word that is not a flag), and its table entry if there is one."""
+    name = next((word for word in argv if not word.startswith("-")), "")
+    return name, COMMAND_TABLE.get(name)
+
+
 def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The parser with only the named command's module imported (none for ``--help`` or a wrong name)."""
-    name = next((word for word in argv if not word.startswith("-")), None)
-    command = COMMAND_TABLE.get(name or "")
+    _, command = _named(argv)
     return build_parser(
         () if command is None else (importlib.import_module(f"runner_cache.commands.{command.module}"),)
     )
@@ -239,8 +244,7 @@ class _QuickExit:
 
 def _runs_in_warm_process(argv: Sequence[str]) -> bool:
     """Commands that run flows or talk to Prefect, but not ``serve`` (a long-lived process of its own)."""
-    name = next((word for word in argv if not word.startswith("-")), None)
-    command = COMMAND_TABLE.get(name or "")
+    name, command = _named(argv)
     return command is not None and command.prefect_api and name != "serve"
 
 

@@ -1,5 +1,5 @@
-"""What the two daemons runner-cache starts on this machine (the local store, the local Prefect server) need alike:
-loopback ports, the tail of their log, and reaping them when they are our own children."""
+"""What the daemons runner-cache starts on this machine (the local store, the local Prefect server, the warm
+process) need alike: loopback ports, the tail of their log, and reaping them when they are our own children."""
 
 from __future__ import annotations
 

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner_cache.errors import ConfigError
+from runner_cache.tasks.local_process import reap
 
 IDLE_SECONDS = 900.0  # a quarter of an hour without a command: the ~150 MB it holds go back to the machine
 START_TIMEOUT = 60.0  # the first import of Prefect: ~2.5 s on an idle machine, much more under load
@@ -336,13 +337,6 @@ def spawn(where: WarmFiles, code: str) -> subprocess.Popen:
 # The warm process's side
 
 
-@dataclass(frozen=True)
-class WarmState:
-    pid: int | None
-    socket: Path
-    log_file: Path
-
-
 def _pid_is_warm_process(pid: int, where: WarmFiles) -> bool:
     """Guard against pid reuse: the process must be this interpreter running the warm process of this dir."""
     try:
@@ -357,32 +351,30 @@ def _pid_is_warm_process(pid: int, where: WarmFiles) -> bool:
     )
 
 
-def state(where: WarmFiles) -> WarmState:
+def running_pid(where: WarmFiles) -> int | None:
+    """The warm process's pid when it runs, else None."""
     try:
-        pid: int | None = int(where.pid_file.read_text())
+        pid = int(where.pid_file.read_text())
     except (OSError, ValueError):
-        pid = None
-    if pid is not None and not _pid_is_warm_process(pid, where):
-        pid = None
-    return WarmState(pid, where.socket, where.log_file)
+        return None
+    return pid if _pid_is_warm_process(pid, where) else None
 
 
 def stop(where: WarmFiles, *, apply: bool = True) -> str:
     """Stop the warm process (commands it is running finish on their own); say what was done."""
-    current = state(where)
-    if current.pid is None:
+    pid = running_pid(where)
+    if pid is None:
         return "the warm process is not running: nothing to stop"
     if not apply:
-        return f"would stop the warm process (pid {current.pid})"
-    os.kill(current.pid, signal.SIGTERM)
+        return f"would stop the warm process (pid {pid})"
+    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
-    while _pid_is_warm_process(current.pid, where) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(current.pid, os.WNOHANG)
+    while _pid_is_warm_process(pid, where) and time.monotonic() < deadline:
+        reap(pid)
         time.sleep(0.05)
-    if _pid_is_warm_process(current.pid, where):
-        os.kill(current.pid, signal.SIGKILL)
-    return f"stopped the warm process (pid {current.pid}); the next command starts it again"
+    if _pid_is_warm_process(pid, where):
+        os.kill(pid, signal.SIGKILL)
+    return f"stopped the warm process (pid {pid}); the next command starts it again"
 
 
 def serve(warm: Callable[[], None], *, idle_seconds: float) -> Request:

@@ -124,11 +124,11 @@ def _stop_local_prefect_server() -> Iterator[None]:
     """A command without a Prefect API starts the local Prefect server in this session's state dir; a command
     run by the console script starts the warm process in its runtime dir."""
     yield
-    from runner_cache.tasks import prefect_server, warm_process
+    from runner_cache.tasks import prefect_server
+    from tests.support.warm import stop_warm_processes
 
     prefect_server.stop(_SESSION_DIR / "xdg-data" / "runner-cache")
-    for pid_file in (_SESSION_DIR / "run" / "runner-cache").glob("warm-*.pid"):
-        warm_process.stop(warm_process.WarmFiles(pid_file.parent, pid_file.stem))
+    stop_warm_processes(_SESSION_DIR / "run")
 
 
 @pytest.fixture(scope="session")

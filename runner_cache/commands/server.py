@@ -61,12 +61,12 @@ def run_status(args: argparse.Namespace) -> int:
     document = prefect_server.status(prefect_server.configured_state_dir())
     # Asked without importing Prefect (seconds): only the environment can set it for this check.
     document["explicit_api_url"] = os.environ.get("PREFECT_API_URL") or None
-    warm = warm_process.state(warm_process.files())
+    where = warm_process.files()
     document["warm_process"] = {
         "enabled": warm_process.enabled(),
-        "pid": warm.pid,
-        "socket": str(warm.socket),
-        "log_file": str(warm.log_file),
+        "pid": warm_process.running_pid(where),
+        "socket": str(where.socket),
+        "log_file": str(where.log_file),
     }
     emit(document, as_json=args.json, text=_status_text(document))
     return 0

@@ -22,8 +22,9 @@ import pytest
 
 from runner_cache.blocks.store import StoreSettings
 from runner_cache.tasks import warm_process
-from tests.integration.faults.conftest import BIN, REPO, cli_env, harness_api_url
+from tests.integration.faults.conftest import BIN, REPO, cli_env, harness_api_url, wait_until
 from tests.support.stores import store_env
+from tests.support.warm import stop_warm_processes
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 SECRET = "warm-secret-0123456789-abcdef"
@@ -61,7 +62,7 @@ class Warm:
         return warm_process.WarmFiles(lock_file.parent, lock_file.stem)
 
     def pid(self) -> int | None:
-        return warm_process.state(self.files()).pid if (self.runtime / "runner-cache").is_dir() else None
+        return warm_process.running_pid(self.files()) if (self.runtime / "runner-cache").is_dir() else None
 
     def children(self) -> list[int]:
         pid = self.pid()
@@ -80,8 +81,7 @@ def warm(seaweed_store: StoreSettings) -> Iterator[Warm]:
     # AWS_SECRET_ACCESS_KEY: a credential of the caller's that only its command may see
     env.update(XDG_RUNTIME_DIR=str(runtime), RUNNER_CACHE_WARM="120", AWS_SECRET_ACCESS_KEY=SECRET)
     yield Warm(runtime, env)
-    for pid_file in (runtime / "runner-cache").glob("warm-*.pid"):
-        warm_process.stop(warm_process.WarmFiles(pid_file.parent, pid_file.stem))
+    stop_warm_processes(runtime)
     shutil.rmtree(runtime, ignore_errors=True)
 
 
@@ -187,36 +187,29 @@ def silent_store() -> Iterator[str]:
     listener.close()
 
 
-def _wait_for(condition, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_to_the_command_line_reaches_the_command(
     warm: Warm, silent_store: str, sig: signal.Signals, status: int
 ) -> None:
     _plan(warm.run("plan", "--json"))  # the warm process is up
     process = warm.start("plan", RUNNER_CACHE_STORE__ENDPOINT=silent_store)
-    _wait_for(lambda: len(warm.children()) == 1, 30, "the command's child")
+    wait_until(lambda: len(warm.children()) == 1, 30, "the command's child")
     (child,) = warm.children()
     time.sleep(1.0)  # the command is now waiting for the silent store
     process.send_signal(sig)
     _out, err = process.communicate(timeout=30)
     assert process.returncode == status, err[-3000:]
-    _wait_for(lambda: not Path(f"/proc/{child}").exists() or warm.children() == [], 10, "the child to end")
+    wait_until(lambda: not Path(f"/proc/{child}").exists() or warm.children() == [], 10, "the child to end")
 
 
 def test_a_command_line_killed_outright_interrupts_its_command(warm: Warm, silent_store: str) -> None:
     _plan(warm.run("plan", "--json"))
     process = warm.start("plan", RUNNER_CACHE_STORE__ENDPOINT=silent_store)
-    _wait_for(lambda: len(warm.children()) == 1, 30, "the command's child")
+    wait_until(lambda: len(warm.children()) == 1, 30, "the command's child")
     time.sleep(1.0)
     process.kill()
     process.communicate(timeout=10)
-    _wait_for(lambda: warm.children() == [], 15, "the orphaned command to be interrupted")
+    wait_until(lambda: warm.children() == [], 15, "the orphaned command to be interrupted")
 
 
 def test_a_dead_warm_process_is_replaced(warm: Warm) -> None:
@@ -224,7 +217,7 @@ def test_a_dead_warm_process_is_replaced(warm: Warm) -> None:
     pid = warm.pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    _wait_for(lambda: warm.pid() is None, 10, "the warm process to die")
+    wait_until(lambda: warm.pid() is None, 10, "the warm process to die")
     assert warm.files().socket.exists(), "a dead warm process leaves its socket behind"
     _plan(warm.run("plan", "--json"))
     assert warm.pid() not in (None, pid)
@@ -236,7 +229,7 @@ def test_a_command_from_another_environment_replaces_it(warm: Warm) -> None:
     _plan(warm.run("plan", "--json", PYTHONHASHSEED="7"))  # a different interpreter setting: not the same process
     new = warm.pid()
     assert new not in (None, pid)
-    _wait_for(lambda: not Path(f"/proc/{pid}").exists() or b"zombie" in _status(pid), 10, "the old one to leave")
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or b"zombie" in _status(pid), 10, "the old one to leave")
     log = warm.files().log_file.read_text()
     assert "another install or environment" in log
 
@@ -274,7 +267,7 @@ def test_it_leaves_when_idle(warm: Warm) -> None:
     _plan(warm.run("plan", "--json", RUNNER_CACHE_WARM="2"))
     pid = warm.pid()
     assert pid is not None
-    _wait_for(lambda: warm.pid() is None, 15, "the idle warm process to leave")
+    wait_until(lambda: warm.pid() is None, 15, "the idle warm process to leave")
     assert not warm.files().socket.exists()
     assert "idle, leaving" in warm.files().log_file.read_text()
 
