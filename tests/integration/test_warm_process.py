@@ -249,6 +249,15 @@ def test_off_runs_every_command_in_its_own_process(warm: Warm) -> None:
     assert "soon" not in bad.stderr.replace("RUNNER_CACHE_WARM", "")
 
 
+def test_a_runtime_dir_that_cannot_hold_it_runs_the_command_in_its_own_process(warm: Warm, tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "runtime-is-a-file"
+    not_a_dir.write_text("")
+    done = warm.run("plan", "--json", XDG_RUNTIME_DIR=str(not_a_dir))
+    assert _plan(done)["steps"], "the command did not run in its own process"
+    assert "Traceback" not in done.stderr
+    assert warm.pid() is None
+
+
 def test_server_stop_stops_it_and_the_next_command_starts_it_again(warm: Warm) -> None:
     _plan(warm.run("plan", "--json"))
     pid = warm.pid()
